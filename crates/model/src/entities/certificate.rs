@@ -1,0 +1,231 @@
+//! `certificates`, `snis` and `ca_certificates`: TLS material served by SNI and trusted
+//! for upstream verification.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::entity::{Cx, EntityKindImpl, Fk};
+use crate::input::Reader;
+use crate::kind::EntityKind;
+use crate::pki;
+use crate::typedefs;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub cert: String,
+    pub key: String,
+    pub cert_alt: Option<String>,
+    pub key_alt: Option<String>,
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sni {
+    pub id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub name: String,
+    pub tags: Option<Vec<String>>,
+    pub certificate: Option<Fk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaCertificate {
+    pub id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub cert: String,
+    pub cert_digest: String,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Reads a PEM certificate field, recording Kong's message when it does not parse.
+fn read_cert(r: &mut Reader<'_>, key: &'static str, required: bool) -> Option<(String, pki::CertInfo)> {
+    let pem = if required { r.req_string(key) } else { r.string(key) }?;
+    match pki::parse_cert(&pem) {
+        Ok(info) => Some((pem, info)),
+        Err(m) => {
+            r.error(key, m);
+            None
+        }
+    }
+}
+
+fn read_key(r: &mut Reader<'_>, key: &'static str, required: bool) -> Option<(String, pki::KeyInfo)> {
+    let pem = if required { r.req_string(key) } else { r.string(key) }?;
+    match pki::parse_key(&pem) {
+        Ok(info) => Some((pem, info)),
+        Err(m) => {
+            r.error(key, m);
+            None
+        }
+    }
+}
+
+impl EntityKindImpl for Certificate {
+    const KIND: EntityKind = EntityKind::Certificate;
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
+        let id = cx.id(r);
+        let created_at = cx.created_at(r);
+        let updated_at = cx.updated_at(r);
+        let cert = read_cert(r, "cert", true);
+        let key = read_key(r, "key", true);
+        let cert_alt = read_cert(r, "cert_alt", false);
+        let key_alt = read_key(r, "key_alt", false);
+        let tags = cx.tags(r);
+        // `snis` is accepted on input and turned into SNI rows by the caller.
+        let _ = r.raw("snis");
+
+        // Expired certificates are accepted, as in Kong: an operator may be mid-rotation.
+        if let (Some((_, c)), Some((_, k))) = (&cert, &key) {
+            if !pki::key_matches(c, k) {
+                r.entity_error("certificate does not match key");
+            }
+        }
+        match (&cert_alt, &key_alt) {
+            (Some((_, c)), Some((_, k))) => {
+                if !pki::key_matches(c, k) {
+                    r.entity_error("alternative certificate does not match key");
+                }
+                if let Some((_, main)) = &cert {
+                    if main.key_type == c.key_type {
+                        r.entity_error(
+                            "certificate and alternative certificate need to have different type (e.g. RSA and ECDSA), the provided certificates were both of the same type",
+                        );
+                    }
+                }
+            }
+            (Some(_), None) if !r.field_has_error("key_alt") => {
+                r.entity_error("all or none of these fields must be set: 'cert_alt', 'key_alt'");
+            }
+            (None, Some(_)) if !r.field_has_error("cert_alt") => {
+                r.entity_error("all or none of these fields must be set: 'cert_alt', 'key_alt'");
+            }
+            _ => {}
+        }
+
+        Certificate {
+            id,
+            created_at,
+            updated_at,
+            cert: cert.map(|c| c.0).unwrap_or_default(),
+            key: key.map(|k| k.0).unwrap_or_default(),
+            cert_alt: cert_alt.map(|c| c.0),
+            key_alt: key_alt.map(|k| k.0),
+            tags,
+        }
+    }
+
+    fn tags(&self) -> Option<&[String]> {
+        self.tags.as_deref()
+    }
+}
+
+impl EntityKindImpl for Sni {
+    const KIND: EntityKind = EntityKind::Sni;
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
+        let id = cx.id(r);
+        let created_at = cx.created_at(r);
+        let updated_at = cx.updated_at(r);
+        let name = r.req_string("name").and_then(|n| match typedefs::sni(&n) {
+            Ok(()) => Some(n.to_ascii_lowercase()),
+            Err(m) => {
+                r.error("name", m);
+                None
+            }
+        });
+        let tags = cx.tags(r);
+        let certificate = cx.foreign(r, "certificate", EntityKind::Certificate);
+        let certificate = r.required("certificate", certificate);
+        Sni {
+            id,
+            created_at,
+            updated_at,
+            name: name.unwrap_or_default(),
+            tags,
+            certificate,
+        }
+    }
+
+    fn foreign_keys(&self) -> Vec<Option<Uuid>> {
+        vec![self.certificate.map(|f| f.id)]
+    }
+    fn unique_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("name", self.name.clone())]
+    }
+    fn endpoint_key(&self) -> Option<String> {
+        Some(self.name.clone())
+    }
+    fn tags(&self) -> Option<&[String]> {
+        self.tags.as_deref()
+    }
+}
+
+impl EntityKindImpl for CaCertificate {
+    const KIND: EntityKind = EntityKind::CaCertificate;
+
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
+        let id = cx.id(r);
+        let created_at = cx.created_at(r);
+        let updated_at = cx.updated_at(r);
+        let cert = read_cert(r, "cert", true);
+        // The digest is derived, never trusted from input; an exported file carries it.
+        let _ = r.raw("cert_digest");
+        let tags = cx.tags(r);
+        let mut digest = String::new();
+        if let Some((pem, info)) = &cert {
+            if pem.matches("-----BEGIN CERTIFICATE-----").count() > 1 {
+                r.error("cert", "please submit only one certificate at a time");
+            } else if info.not_after < cx.now() {
+                r.error("cert", "certificate expired, \"Not After\" time is in the past");
+            } else if !info.is_ca {
+                r.error(
+                    "cert",
+                    "certificate does not appear to be a CA because it is missing the \"CA\" basic constraint",
+                );
+            }
+            digest = info.digest.clone();
+        }
+        CaCertificate {
+            id,
+            created_at,
+            updated_at,
+            cert: cert.map(|c| c.0).unwrap_or_default(),
+            cert_digest: digest,
+            tags,
+        }
+    }
+
+    fn unique_keys(&self) -> Vec<(&'static str, String)> {
+        vec![("cert_digest", self.cert_digest.clone())]
+    }
+    fn tags(&self) -> Option<&[String]> {
+        self.tags.as_deref()
+    }
+}

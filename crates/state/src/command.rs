@@ -1,0 +1,69 @@
+//! Commands: admin mutations as they travel through the Raft log.
+
+use serde::{Deserialize, Serialize};
+use tidegate_model::{Entity, EntityKind, Fixed};
+use uuid::Uuid;
+
+/// One admin mutation. Everything a replica needs to reach the same result is inside:
+/// the request id (retries are applied once), and the id, time and entropy the proposing
+/// node fixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub request_id: Uuid,
+    pub fixed: Fixed,
+    pub op: Op,
+}
+
+/// The variant order is part of the Raft log encoding: append only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// POST: `body` is a JSON object.
+    Create { kind: EntityKind, body: String },
+    /// PUT: replace the entity named by `key`, or create it; the key in the URL wins
+    /// over the body.
+    Upsert {
+        kind: EntityKind,
+        key: EntityRef,
+        body: String,
+    },
+    /// PATCH: merge `body` into the entity named by `key`.
+    Patch {
+        kind: EntityKind,
+        key: EntityRef,
+        body: String,
+    },
+    /// DELETE, cascading to children whose relation says so.
+    Delete { kind: EntityKind, key: EntityRef },
+    /// A declarative import: the whole config is replaced by these entities, all or
+    /// nothing. The proposer parsed and validated the file; apply re-checks the set.
+    Import { entities: Vec<Entity> },
+}
+
+/// How a URL names an entity: by id, or by its endpoint key (name, username, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityRef {
+    Id(Uuid),
+    Key(String),
+}
+
+impl EntityRef {
+    /// A URL segment: a UUID is an id, anything else an endpoint key, as in Kong.
+    pub fn parse(segment: &str) -> Self {
+        match tidegate_model::input::parse_uuid(segment) {
+            Ok(id) => EntityRef::Id(id),
+            Err(_) => EntityRef::Key(segment.to_string()),
+        }
+    }
+}
+
+impl Op {
+    pub fn kind(&self) -> Option<EntityKind> {
+        match self {
+            Op::Create { kind, .. }
+            | Op::Upsert { kind, .. }
+            | Op::Patch { kind, .. }
+            | Op::Delete { kind, .. } => Some(*kind),
+            Op::Import { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! `ConfigState`: the materialised config, its version and hash, and the indexes that
+//! validation needs (unique keys, children by parent).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tidegate_model::hash::EntityDigest;
+use tidegate_model::{ConfigHash, Entity, EntityKind, Lookup};
+use uuid::Uuid;
+
+use crate::event::{Change, Event};
+use crate::Snapshot;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("event version {got} does not follow config version {have}: expected {}", have + 1)]
+    VersionGap { have: u64, got: u64 },
+    #[error("snapshot hash {claimed} does not match its content ({actual})")]
+    HashMismatch {
+        claimed: ConfigHash,
+        actual: ConfigHash,
+    },
+    #[error("snapshot holds {kind} {id} twice")]
+    Duplicate { kind: EntityKind, id: Uuid },
+}
+
+/// A stored entity with its digest, so that replacing it never re-encodes the old value.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    entity: Entity,
+    digest: EntityDigest,
+}
+
+/// A unique index slot: (kind, index name, key).
+type UniqueKey = (EntityKind, &'static str, String);
+
+/// The materialised config. One owner mutates it, through [`ConfigState::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct ConfigState {
+    version: u64,
+    hash: ConfigHash,
+    entities: BTreeMap<(EntityKind, Uuid), Stored>,
+    unique: BTreeMap<UniqueKey, Uuid>,
+    /// (parent kind, parent id) → children that reference it, for cascades and restricts.
+    children: BTreeMap<(EntityKind, Uuid), BTreeSet<(EntityKind, Uuid)>>,
+}
+
+// === impl ConfigState ===
+
+impl ConfigState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn hash(&self) -> ConfigHash {
+        self.hash
+    }
+
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    pub fn get(&self, kind: EntityKind, id: Uuid) -> Option<&Entity> {
+        self.entities.get(&(kind, id)).map(|s| &s.entity)
+    }
+
+    /// The entity of `kind` whose unique key `index` equals `key`.
+    pub fn get_by_unique(&self, kind: EntityKind, index: &'static str, key: &str) -> Option<&Entity> {
+        let id = self.unique.get(&(kind, index, key.to_string()))?;
+        self.get(kind, *id)
+    }
+
+    /// Entities of one kind, ordered by id.
+    pub fn iter_kind(&self, kind: EntityKind) -> impl Iterator<Item = &Entity> {
+        let lo = (kind, Uuid::nil());
+        let hi = (kind, Uuid::max());
+        self.entities.range(lo..=hi).map(|(_, s)| &s.entity)
+    }
+
+    /// All entities in load order (parents' kinds first), then by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Entity> {
+        self.entities.values().map(|s| &s.entity)
+    }
+
+    /// Entities that reference (kind, id) through a foreign key.
+    pub fn children_of(&self, kind: EntityKind, id: Uuid) -> impl Iterator<Item = (EntityKind, Uuid)> + '_ {
+        self.children
+            .get(&(kind, id))
+            .into_iter()
+            .flat_map(|s| s.iter().copied())
+    }
+
+    pub fn count(&self, kind: EntityKind) -> usize {
+        self.iter_kind(kind).count()
+    }
+
+    /// Applies one Event. Events must come in version order with no gap: a DP that sees a
+    /// gap asks for a snapshot instead.
+    pub fn apply(&mut self, event: &Event) -> Result<(), StateError> {
+        if event.version != self.version + 1 {
+            return Err(StateError::VersionGap {
+                have: self.version,
+                got: event.version,
+            });
+        }
+        match &event.change {
+            Change::Put(e) => self.put(e.clone()),
+            Change::Delete { kind, id } => {
+                self.remove(*kind, *id);
+            }
+        }
+        self.version = event.version;
+        Ok(())
+    }
+
+    fn put(&mut self, entity: Entity) {
+        let key = (entity.kind(), entity.id());
+        self.remove(key.0, key.1);
+        let digest = EntityDigest::of(&entity);
+        self.hash.add(digest);
+        for (index, k) in entity.unique_keys() {
+            // Overwrite: inside a batch (an import) two entities may swap keys; the batch
+            // as a whole was validated, so the final index is consistent.
+            self.unique.insert((key.0, index, k), key.1);
+        }
+        for (rel, fk) in key.0.relations().iter().zip(entity.foreign_keys()) {
+            if let Some(parent) = fk {
+                self.children
+                    .entry((rel.parent, parent))
+                    .or_default()
+                    .insert(key);
+            }
+        }
+        self.entities.insert(key, Stored { entity, digest });
+    }
+
+    fn remove(&mut self, kind: EntityKind, id: Uuid) -> Option<Entity> {
+        let old = self.entities.remove(&(kind, id))?;
+        self.hash.remove(old.digest);
+        for (index, k) in old.entity.unique_keys() {
+            let slot = (kind, index, k);
+            if self.unique.get(&slot) == Some(&id) {
+                self.unique.remove(&slot);
+            }
+        }
+        for (rel, fk) in kind.relations().iter().zip(old.entity.foreign_keys()) {
+            if let Some(parent) = fk {
+                if let Some(set) = self.children.get_mut(&(rel.parent, parent)) {
+                    set.remove(&(kind, id));
+                    if set.is_empty() {
+                        self.children.remove(&(rel.parent, parent));
+                    }
+                }
+            }
+        }
+        Some(old.entity)
+    }
+
+    /// The whole config at the current version.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: self.version,
+            hash: self.hash,
+            entities: self.iter().cloned().collect(),
+        }
+    }
+
+    /// Rebuilds a state from a snapshot, verifying its hash: a torn or tampered snapshot
+    /// is refused rather than served.
+    pub fn from_snapshot(snapshot: Snapshot) -> Result<Self, StateError> {
+        let mut state = ConfigState::new();
+        for e in snapshot.entities {
+            if state.get(e.kind(), e.id()).is_some() {
+                return Err(StateError::Duplicate {
+                    kind: e.kind(),
+                    id: e.id(),
+                });
+            }
+            state.put(e);
+        }
+        if state.hash != snapshot.hash {
+            return Err(StateError::HashMismatch {
+                claimed: snapshot.hash,
+                actual: state.hash,
+            });
+        }
+        state.version = snapshot.version;
+        Ok(state)
+    }
+
+    /// Recomputes the hash from scratch; used by tests and by integrity checks.
+    pub fn recompute_hash(&self) -> ConfigHash {
+        ConfigHash::of(self.iter())
+    }
+}
+
+/// Two states are equal when they hold the same config at the same version; the indexes
+/// are derived from the entities.
+impl PartialEq for ConfigState {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.hash == other.hash && self.entities == other.entities
+    }
+}
+
+impl Lookup for ConfigState {
+    fn find_by_key(&self, kind: EntityKind, key: &str) -> Option<Uuid> {
+        let index = match kind {
+            EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => "name",
+            EntityKind::Consumer | EntityKind::BasicauthCredential => "username",
+            EntityKind::Plugin => "instance_name",
+            EntityKind::KeyauthCredential => "key",
+            // Targets and ACL groups are only unique under their parent; certificates have
+            // no endpoint key.
+            EntityKind::Target
+            | EntityKind::Acl
+            | EntityKind::Certificate
+            | EntityKind::CaCertificate => return None,
+        };
+        self.unique.get(&(kind, index, key.to_string())).copied()
+    }
+
+    fn exists(&self, kind: EntityKind, id: Uuid) -> bool {
+        self.entities.contains_key(&(kind, id))
+    }
+}
