@@ -7,6 +7,7 @@
 //! reads the same input builds the same entity.
 
 pub mod entities;
+pub mod declarative;
 pub mod entity;
 pub mod error;
 pub mod hash;

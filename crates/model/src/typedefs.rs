@@ -119,8 +119,7 @@ fn check_path_chars(s: &str) -> Result<(), String> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            let ok = i + 2 < bytes.len() + 0
-                && bytes.get(i + 1).is_some_and(|c| c.is_ascii_hexdigit())
+            let ok = bytes.get(i + 1).is_some_and(|c| c.is_ascii_hexdigit())
                 && bytes.get(i + 2).is_some_and(|c| c.is_ascii_hexdigit());
             if !ok {
                 let end = (i + 3).min(bytes.len());

@@ -357,11 +357,26 @@ fn diff(state: &ConfigState, entities: &[Entity]) -> Vec<Change> {
         }
     }
     for ((kind, id), e) in &wanted {
-        if state.get(*kind, *id) != Some(*e) {
-            changes.push(Change::Put((*e).clone()));
+        match state.get(*kind, *id) {
+            Some(old) if old == *e || same_but_timestamps(old, e) => {}
+            _ => changes.push(Change::Put((*e).clone())),
         }
     }
     changes
+}
+
+/// Re-importing the file a config came from changes nothing, even though a file without
+/// timestamps gets new ones at each load.
+fn same_but_timestamps(a: &Entity, b: &Entity) -> bool {
+    let strip = |e: &Entity| {
+        let mut v = e.to_json();
+        if let Value::Object(o) = &mut v {
+            o.remove("created_at");
+            o.remove("updated_at");
+        }
+        v
+    };
+    strip(a) == strip(b)
 }
 
 #[cfg(test)]

@@ -1,0 +1,684 @@
+//! Kong's declarative config format: YAML or JSON, `_format_version` 3.0, 2.1 and 1.1,
+//! nested and flat forms, references by name or id, deterministic UUIDv5 ids, errors that
+//! mirror the file (code 14), and export back to a 3.0 file.
+//!
+//! Parsing goes in Kong's order: schema errors are reported alone; then duplicate keys and
+//! dangling references together; then duplicates of other unique fields.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::entity::{Ctx, Entity, Fixed, Lookup};
+use crate::error::KongError;
+use crate::kind::EntityKind;
+
+mod migrate;
+
+/// The largest declarative file we read: 64 MiB, several times a 100k-entity config.
+pub const MAX_DECLARATIVE_BYTES: usize = 64 << 20;
+/// The deepest nesting of JSON/YAML we accept; Kong's own nesting is at most four deep.
+const MAX_DEPTH: usize = 32;
+
+/// Kong's namespace for declarative ids.
+const NS_ROOT: Uuid = Uuid::from_u128(0xfd02801f_0957_4a15_a55a_c8d9606f30b5);
+
+/// A parsed and validated declarative config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declarative {
+    /// Always "3.0" after parsing: older formats are migrated.
+    pub format_version: String,
+    pub transform: bool,
+    /// Every entity, flat, in load order (parents' kinds first), then in file order.
+    pub entities: Vec<Entity>,
+}
+
+/// What parsing needs from outside: the load time (for entities that carry no
+/// timestamps) and entropy (for key-auth keys the file leaves out).
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions {
+    pub now: i64,
+    pub entropy: u128,
+}
+
+/// One step of a path into the file, for errors that mirror its structure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Seg {
+    Key(String),
+    /// 0-based position in an array.
+    Idx(usize),
+}
+
+/// An entity as found in the file, before validation.
+struct Item {
+    kind: EntityKind,
+    path: Vec<Seg>,
+    /// The item's fields without nested children, `_comment` or `_ignore`.
+    body: Map<String, Value>,
+    id: Uuid,
+    /// Set for nested items: the foreign-key field and the parent's id.
+    parent: Option<(&'static str, Uuid)>,
+}
+
+/// Parses a YAML or JSON document into a JSON value, with Kong's messages on failure.
+pub fn parse_document(text: &str) -> Result<Value, KongError> {
+    if text.len() > MAX_DECLARATIVE_BYTES {
+        return Err(top_error(format!(
+            "failed parsing declarative configuration: file is larger than {} bytes",
+            MAX_DECLARATIVE_BYTES
+        )));
+    }
+    let trimmed = text.trim_start();
+    let value: Value = if trimmed.starts_with('{') {
+        serde_json::from_str(text).map_err(|e| {
+            top_error(format!("failed parsing declarative configuration: {e}"))
+        })?
+    } else {
+        serde_yaml::from_str(text).map_err(|e| {
+            top_error(format!("failed parsing declarative configuration: {e}"))
+        })?
+    };
+    if depth(&value) > MAX_DEPTH {
+        return Err(top_error(format!(
+            "failed parsing declarative configuration: nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    if !value.is_object() {
+        return Err(top_error(
+            "failed parsing declarative configuration: expected an object",
+        ));
+    }
+    Ok(value)
+}
+
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn top_error(msg: impl Into<String>) -> KongError {
+    let mut m = Map::new();
+    m.insert("error".into(), Value::String(msg.into()));
+    KongError::declarative(&Value::Object(m))
+}
+
+/// Parses a declarative file's text.
+pub fn parse(text: &str, opts: ParseOptions) -> Result<Declarative, KongError> {
+    parse_value(parse_document(text)?, opts)
+}
+
+/// Parses an already-decoded declarative document.
+pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, KongError> {
+    let Some(top) = doc.as_object_mut() else {
+        return Err(top_error(
+            "failed parsing declarative configuration: expected an object",
+        ));
+    };
+    let mut errs = Value::Object(Map::new());
+
+    // Meta keys.
+    match top.get("_format_version") {
+        None | Some(Value::Null) => set_err(&mut errs, &[key("_format_version")], "required field missing"),
+        Some(Value::String(v)) if ["1.1", "2.1", "3.0"].contains(&v.as_str()) => {}
+        Some(Value::String(_)) => set_err(&mut errs, &[key("_format_version")], "expected one of: 1.1, 2.1, 3.0"),
+        Some(_) => set_err(&mut errs, &[key("_format_version")], "expected a string"),
+    }
+    let transform = match top.get("_transform") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            set_err(&mut errs, &[key("_transform")], "expected a boolean");
+            true
+        }
+    };
+    check_meta(top, &[], &mut errs);
+    if matches!(top.get("_format_version"), Some(Value::String(v)) if v == "1.1" || v == "2.1") {
+        migrate::route_paths(top);
+    }
+
+    // Collect items, depth first, generating ids where the file has none.
+    let mut items = Vec::new();
+    for (k, v) in top.iter() {
+        if k.starts_with('_') && ["_format_version", "_transform", "_comment", "_ignore"].contains(&k.as_str()) {
+            continue;
+        }
+        match EntityKind::from_table(k) {
+            Some(kind) => collect(kind, v, vec![key(k)], None, opts, &mut items, &mut errs),
+            None => set_err(&mut errs, &[key(k)], "unknown field"),
+        }
+    }
+    if !is_empty(&errs) {
+        return Err(KongError::declarative(&errs));
+    }
+
+    // References: top-level foreign keys name their parent by endpoint key or id.
+    let index = Index::build(&items);
+    let mut ref_errs = Value::Object(Map::new());
+    let mut dup_errs = Value::Object(Map::new());
+    index.duplicates(&items, &mut dup_errs);
+    let mut resolved = Vec::with_capacity(items.len());
+    for item in &items {
+        resolved.push(resolve_refs(item, &index, &mut ref_errs));
+    }
+
+    // Schema validation of every item.
+    let mut entities = Vec::with_capacity(items.len());
+    for (i, (item, body)) in items.iter().zip(resolved).enumerate() {
+        let fixed = Fixed {
+            id: item.id,
+            now: opts.now,
+            entropy: mix(opts.entropy, i as u64),
+        };
+        let ctx = Ctx {
+            fixed,
+            lookup: &index,
+            force_id: None,
+            transform,
+        };
+        match Entity::from_json(item.kind, &Value::Object(body), &ctx) {
+            Ok(e) => entities.push(e),
+            Err(e) => match e.fields_json() {
+                Some(fields) if e.code == crate::ErrorCode::SchemaViolation => {
+                    merge_err(&mut errs, &item.path, fields)
+                }
+                // References were resolved above; what is left is reported as Kong does.
+                _ => merge_err(&mut errs, &item.path, Value::String(e.message)),
+            },
+        }
+    }
+    if !is_empty(&errs) {
+        return Err(KongError::declarative(&errs));
+    }
+    merge_into(&mut dup_errs, ref_errs);
+    if !is_empty(&dup_errs) {
+        return Err(KongError::declarative(&dup_errs));
+    }
+
+    // Other unique fields (custom_id, instance_name, cert_digest, …), keyed as Kong keys
+    // them: by the entity's endpoint key or id.
+    let mut seen: BTreeMap<(EntityKind, &'static str, String), Uuid> = BTreeMap::new();
+    let mut uniq_errs = Value::Object(Map::new());
+    for e in &entities {
+        for (field, value) in e.unique_keys() {
+            if Some(field) == e.kind().endpoint_key() {
+                continue;
+            }
+            if let Some(other) = seen.insert((e.kind(), field, value.clone()), e.id()) {
+                if other != e.id() {
+                    let at = e.endpoint_key().unwrap_or_else(|| e.id().to_string());
+                    let shown = display_unique(field, &value);
+                    set_err(
+                        &mut uniq_errs,
+                        &[key(e.kind().table()), key(&at)],
+                        &uniqueness_msg(e.kind().table(), shown.0, &shown.1),
+                    );
+                }
+            }
+        }
+    }
+    if !is_empty(&uniq_errs) {
+        return Err(KongError::declarative(&uniq_errs));
+    }
+
+    // Load order: parents' kinds first; within a kind, file order.
+    entities.sort_by_key(|e| e.kind());
+    Ok(Declarative {
+        format_version: "3.0".into(),
+        transform,
+        entities,
+    })
+}
+
+/// How a composite unique key is named in Kong's message.
+fn display_unique(field: &'static str, value: &str) -> (&'static str, String) {
+    match field {
+        "cache_key" => ("name", value.split(':').next().unwrap_or(value).to_string()),
+        "upstream_target" => ("target", value.rsplit_once(':').map(|x| x.1).unwrap_or(value).to_string()),
+        "consumer_group" => ("group", value.split_once(':').map(|x| x.1).unwrap_or(value).to_string()),
+        f => (f, value.to_string()),
+    }
+}
+
+fn uniqueness_msg(entity: &str, key: &str, value: &str) -> String {
+    format!("uniqueness violation: '{entity}' entity with {key} set to '{value}' already declared")
+}
+
+fn mix(entropy: u128, i: u64) -> u128 {
+    let mut h = Sha256::new();
+    h.update(entropy.to_be_bytes());
+    h.update(i.to_be_bytes());
+    let out = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&out[..16]);
+    u128::from_be_bytes(b)
+}
+
+fn key(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+/// `_comment` must be a string and `_ignore` an array, wherever they appear.
+fn check_meta(obj: &Map<String, Value>, path: &[Seg], errs: &mut Value) {
+    if let Some(c) = obj.get("_comment") {
+        if !c.is_string() && !c.is_null() {
+            let mut p = path.to_vec();
+            p.push(key("_comment"));
+            set_err(errs, &p, "expected a string");
+        }
+    }
+    if let Some(c) = obj.get("_ignore") {
+        if !c.is_array() && !c.is_null() {
+            let mut p = path.to_vec();
+            p.push(key("_ignore"));
+            set_err(errs, &p, "expected an array");
+        }
+    }
+}
+
+/// Walks one collection (`services: […]`), recursing into nested children.
+fn collect(
+    kind: EntityKind,
+    v: &Value,
+    path: Vec<Seg>,
+    parent: Option<(EntityKind, &'static str, Uuid)>,
+    opts: ParseOptions,
+    items: &mut Vec<Item>,
+    errs: &mut Value,
+) {
+    let list = match v {
+        Value::Null => return,
+        Value::Array(a) => a,
+        _ => {
+            set_err(errs, &path, "expected an array");
+            return;
+        }
+    };
+    for (i, raw) in list.iter().enumerate() {
+        let mut ipath = path.clone();
+        ipath.push(Seg::Idx(i));
+        let Value::Object(obj) = raw else {
+            set_err(errs, &ipath, "expected a record");
+            continue;
+        };
+        check_meta(obj, &ipath, errs);
+        let mut body = Map::new();
+        let mut nested: Vec<(EntityKind, &'static str, &Value, String)> = Vec::new();
+        for (k, val) in obj {
+            if k == "_comment" || k == "_ignore" {
+                continue;
+            }
+            let child = EntityKind::from_table(k).and_then(|ck| {
+                ck.relations()
+                    .iter()
+                    .find(|r| r.parent == kind)
+                    .map(|r| (ck, r.field))
+            });
+            // A parent's own field wins over a nested collection of the same name
+            // (services.ca_certificates is a list of ids, not nested entities).
+            match child {
+                Some((ck, field)) if !own_field(kind, k) => nested.push((ck, field, val, k.clone())),
+                _ => {
+                    body.insert(k.clone(), val.clone());
+                }
+            }
+        }
+        if parent.is_some() {
+            // A nested child gets its parent filled in and may set no other foreign key.
+            for rel in kind.relations() {
+                if body.get(rel.field).is_some_and(|v| !v.is_null()) {
+                    let mut p = ipath.clone();
+                    p.push(key(rel.field));
+                    set_err(errs, &p, "value must be null");
+                }
+            }
+        }
+        let id = match body.get("id") {
+            Some(Value::String(s)) => crate::input::parse_uuid(s).unwrap_or_else(|_| {
+                // Reported by schema validation; any id keeps the walk going.
+                derived_id(kind, &fallback_key(kind, &ipath, &body))
+            }),
+            _ => derived_id(kind, &id_key(kind, &body, parent, &ipath, opts)),
+        };
+        if let Some((_, field, pid)) = parent {
+            body.insert(field.to_string(), serde_json::json!({ "id": pid.to_string() }));
+        }
+        items.push(Item {
+            kind,
+            path: ipath.clone(),
+            body,
+            id,
+            parent: parent.map(|(_, f, pid)| (f, pid)),
+        });
+        for (ck, field, val, name) in nested {
+            let mut cpath = ipath.clone();
+            cpath.push(Seg::Key(name));
+            collect(ck, val, cpath, Some((kind, field, id)), opts, items, errs);
+        }
+    }
+}
+
+/// Fields of an entity that share a name with a child collection.
+fn own_field(kind: EntityKind, name: &str) -> bool {
+    matches!((kind, name), (EntityKind::Service, "ca_certificates"))
+}
+
+fn derived_id(kind: EntityKind, key: &str) -> Uuid {
+    let ns = Uuid::new_v5(&NS_ROOT, kind.table().as_bytes());
+    Uuid::new_v5(&ns, key.as_bytes())
+}
+
+/// The string Kong hashes into an entity's id (`get_key_for_uuid_gen`, 3.x).
+fn id_key(
+    kind: EntityKind,
+    body: &Map<String, Value>,
+    parent: Option<(EntityKind, &'static str, Uuid)>,
+    path: &[Seg],
+    opts: ParseOptions,
+) -> String {
+    let child_key = parent.map(|(_, f, _)| f);
+    let parent_id = parent.map(|(_, _, id)| id);
+    let cache_key: Option<&[&str]> = match kind {
+        EntityKind::Plugin => Some(&["name", "route", "service", "consumer"]),
+        EntityKind::Target => Some(&["upstream", "target"]),
+        EntityKind::Acl => Some(&["consumer", "group"]),
+        EntityKind::BasicauthCredential => Some(&["username"]),
+        _ => None,
+    };
+    if let Some(fields) = cache_key {
+        let mut ck = vec![kind.table().to_string(), "*".to_string()];
+        for f in fields {
+            match body.get(*f) {
+                Some(Value::String(s)) => ck.push(s.clone()),
+                // Kong appends nothing for a table or null value.
+                Some(_) => {}
+                None if Some(*f) == child_key => {
+                    ck.push(parent_id.expect("child_key implies a parent").to_string())
+                }
+                // A required field left out: Kong falls back to a random id.
+                None if kind != EntityKind::Plugin || *f == "name" => {
+                    return fallback_key(kind, path, body);
+                }
+                None => ck.push(String::new()),
+            }
+        }
+        return ck.join(":");
+    }
+    let endpoint = match kind {
+        EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => Some("name"),
+        EntityKind::Consumer => Some("username"),
+        // Kong's latest code gives key-auth credentials random ids (their cache key is an
+        // auto field); we derive them from the key when the file gives one, so a re-import
+        // of the same file changes nothing.
+        EntityKind::KeyauthCredential => {
+            return match body.get("key") {
+                Some(Value::String(k)) => format!("keyauth_credentials:*:{k}"),
+                _ => format!("{}:{:032x}", fallback_key(kind, path, body), opts.entropy),
+            };
+        }
+        _ => None,
+    };
+    match endpoint.and_then(|f| body.get(f)) {
+        Some(Value::String(s)) => s.clone(),
+        _ => fallback_key(kind, path, body),
+    }
+}
+
+/// Where Kong would use a random id (certificates, unnamed services, …) we derive one
+/// from the item's position and content, so that loading the same file twice gives the
+/// same ids.
+fn fallback_key(kind: EntityKind, path: &[Seg], body: &Map<String, Value>) -> String {
+    let mut h = Sha256::new();
+    h.update(Value::Object(body.clone()).to_string().as_bytes());
+    let digest = hex::encode(&h.finalize()[..16]);
+    let mut p = String::new();
+    for s in path {
+        match s {
+            Seg::Key(k) => {
+                p.push('/');
+                p.push_str(k);
+            }
+            Seg::Idx(i) => p.push_str(&format!("[{i}]")),
+        }
+    }
+    format!("tidegate:{}:{p}:{digest}", kind.table())
+}
+
+/// The file's own entities by id and by endpoint key.
+struct Index {
+    by_id: BTreeMap<(EntityKind, Uuid), usize>,
+    by_key: BTreeMap<(EntityKind, String), Uuid>,
+}
+
+impl Index {
+    fn build(items: &[Item]) -> Self {
+        let mut by_id = BTreeMap::new();
+        let mut by_key = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            by_id.entry((item.kind, item.id)).or_insert(i);
+            if let Some(k) = referable_key(item) {
+                by_key.entry((item.kind, k)).or_insert(item.id);
+            }
+        }
+        Index { by_id, by_key }
+    }
+
+    /// Duplicate ids and endpoint keys, in Kong's shapes.
+    fn duplicates(&self, items: &[Item], errs: &mut Value) {
+        let mut ids: BTreeMap<(EntityKind, Uuid), ()> = BTreeMap::new();
+        let mut keys: BTreeMap<(EntityKind, String), ()> = BTreeMap::new();
+        for item in items {
+            let table = item.kind.table();
+            let idx = match item.path.last() {
+                Some(Seg::Idx(i)) => *i,
+                _ => 0,
+            };
+            let mut failed = false;
+            if let Some(k) = referable_key(item) {
+                if keys.insert((item.kind, k.clone()), ()).is_some() {
+                    let field = item.kind.endpoint_key().expect("referable keys are endpoint keys");
+                    set_err(errs, &[key(table), Seg::Idx(idx)], &uniqueness_msg(table, field, &k));
+                    failed = true;
+                }
+            }
+            if ids.insert((item.kind, item.id), ()).is_some() && !failed {
+                let msg = uniqueness_msg(table, "primary key", &item.id.to_string());
+                // Nested duplicates are reported one level down, under their parent.
+                let n = item.path.len();
+                let at: Vec<Seg> = if n >= 4 {
+                    item.path[n - 4..].to_vec()
+                } else {
+                    vec![key(table), Seg::Idx(idx)]
+                };
+                set_err(errs, &at, &msg);
+            }
+        }
+    }
+}
+
+/// The endpoint key an item can be referenced by, for kinds where it is unique.
+fn referable_key(item: &Item) -> Option<String> {
+    let field = match item.kind {
+        EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => "name",
+        EntityKind::Consumer | EntityKind::BasicauthCredential => "username",
+        EntityKind::Plugin => "instance_name",
+        EntityKind::KeyauthCredential => "key",
+        _ => return None,
+    };
+    item.body.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+impl Lookup for Index {
+    fn find_by_key(&self, kind: EntityKind, key: &str) -> Option<Uuid> {
+        self.by_key.get(&(kind, key.to_string())).copied()
+    }
+    fn exists(&self, kind: EntityKind, id: Uuid) -> bool {
+        self.by_id.contains_key(&(kind, id))
+    }
+}
+
+/// Turns top-level string references into `{"id": …}`; a reference to nothing is
+/// reported under the referencing item's endpoint key (or id), as Kong does.
+fn resolve_refs(item: &Item, index: &Index, errs: &mut Value) -> Map<String, Value> {
+    let mut body = item.body.clone();
+    for rel in item.kind.relations() {
+        if item.parent.is_some_and(|(f, _)| f == rel.field) {
+            continue;
+        }
+        let Some(v) = body.get(rel.field).cloned() else {
+            continue;
+        };
+        let target = match &v {
+            Value::String(s) => crate::input::parse_uuid(s)
+                .ok()
+                .filter(|id| index.exists(rel.parent, *id))
+                .or_else(|| index.find_by_key(rel.parent, s)),
+            Value::Object(o) => match o.get("id").and_then(Value::as_str) {
+                Some(s) => crate::input::parse_uuid(s).ok().filter(|id| index.exists(rel.parent, *id)),
+                // Let schema validation report the shape.
+                None => continue,
+            },
+            _ => continue,
+        };
+        match target {
+            Some(id) => {
+                body.insert(rel.field.to_string(), serde_json::json!({ "id": id.to_string() }));
+            }
+            None => {
+                let shown = match &v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let at = referable_key(item).unwrap_or_else(|| item.id.to_string());
+                let msg = format!(
+                    "invalid reference '{}: {shown}' (no such entry in '{}')",
+                    rel.field,
+                    rel.parent.table()
+                );
+                push_err(errs, &[key(item.kind.table()), key(&at)], msg);
+                // Keep validating the rest of the item.
+                body.insert(rel.field.to_string(), serde_json::json!({ "id": item.id.to_string() }));
+            }
+        }
+    }
+    body
+}
+
+// --- error trees -------------------------------------------------------------------------
+
+fn is_empty(v: &Value) -> bool {
+    matches!(v, Value::Object(o) if o.is_empty())
+}
+
+/// The node at `path`, creating objects and null-padded arrays on the way.
+fn node_at<'a>(root: &'a mut Value, path: &[Seg]) -> &'a mut Value {
+    let mut cur = root;
+    for seg in path {
+        cur = match seg {
+            Seg::Key(k) => {
+                if !cur.is_object() {
+                    *cur = Value::Object(Map::new());
+                }
+                cur.as_object_mut()
+                    .expect("made an object above")
+                    .entry(k.clone())
+                    .or_insert(Value::Null)
+            }
+            Seg::Idx(i) => {
+                if !cur.is_array() {
+                    *cur = Value::Array(Vec::new());
+                }
+                let arr = cur.as_array_mut().expect("made an array above");
+                if arr.len() <= *i {
+                    arr.resize(*i + 1, Value::Null);
+                }
+                &mut arr[*i]
+            }
+        };
+    }
+    cur
+}
+
+fn set_err(root: &mut Value, path: &[Seg], msg: &str) {
+    let slot = node_at(root, path);
+    if slot.is_null() {
+        *slot = Value::String(msg.to_string());
+    }
+}
+
+fn push_err(root: &mut Value, path: &[Seg], msg: String) {
+    let slot = node_at(root, path);
+    match slot {
+        Value::Array(a) => a.push(Value::String(msg)),
+        _ => *slot = Value::Array(vec![Value::String(msg)]),
+    }
+}
+
+fn merge_err(root: &mut Value, path: &[Seg], err: Value) {
+    let slot = node_at(root, path);
+    if slot.is_null() {
+        *slot = err;
+    } else {
+        merge_into(slot, err);
+    }
+}
+
+fn merge_into(target: &mut Value, other: Value) {
+    match (target, other) {
+        (Value::Object(t), Value::Object(o)) => {
+            for (k, v) in o {
+                match t.get_mut(&k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        t.insert(k, v);
+                    }
+                }
+            }
+        }
+        (t, o) => {
+            if t.is_null() {
+                *t = o;
+            }
+        }
+    }
+}
+
+// --- export ------------------------------------------------------------------------------
+
+/// A 3.0 declarative document of `entities`: flat, foreign keys as id strings, every field
+/// present, `_transform: false` so already-transformed values (hashed passwords) load
+/// as they are.
+pub fn export<'a>(entities: impl IntoIterator<Item = &'a Entity>) -> Value {
+    let mut doc = Map::new();
+    doc.insert("_format_version".into(), Value::String("3.0".into()));
+    doc.insert("_transform".into(), Value::Bool(false));
+    let mut by_kind: BTreeMap<EntityKind, Vec<Value>> = BTreeMap::new();
+    for e in entities {
+        let mut json = e.to_json();
+        if let Value::Object(obj) = &mut json {
+            for rel in e.kind().relations() {
+                if let Some(Value::Object(fk)) = obj.get(rel.field) {
+                    let id = fk.get("id").cloned().unwrap_or(Value::Null);
+                    obj.insert(rel.field.to_string(), id);
+                }
+            }
+        }
+        by_kind.entry(e.kind()).or_default().push(json);
+    }
+    for (kind, list) in by_kind {
+        doc.insert(kind.table().to_string(), Value::Array(list));
+    }
+    Value::Object(doc)
+}
+
+/// [`export`] as YAML text.
+pub fn export_yaml<'a>(entities: impl IntoIterator<Item = &'a Entity>) -> String {
+    serde_yaml::to_string(&export(entities)).expect("JSON values serialise to YAML")
+}
+
+#[cfg(test)]
+mod tests;
