@@ -56,14 +56,19 @@ fn parses_the_example_file_the_readme_points_at() {
         "  keyauth_credentials: 1",
         "  acls: 1",
     ] {
-        assert!(text.contains(&format!("{line}\n")), "missing {line:?} in {text}");
+        assert!(
+            text.contains(&format!("{line}\n")),
+            "missing {line:?} in {text}"
+        );
     }
     let hash = text
         .lines()
         .find_map(|l| l.strip_prefix("config hash: "))
         .expect("a hash line");
     assert_eq!(hash.len(), 32);
-    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(hash
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
 #[test]
@@ -75,7 +80,11 @@ fn init_writes_a_file_that_parses_and_refuses_to_overwrite() {
 
     let again = tidegate(&["config", "init"], dir.path());
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("already exists; pass --force"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists; pass --force"),
+        "{}",
+        stderr(&again)
+    );
 
     let forced = tidegate(&["config", "init", "--force"], dir.path());
     assert!(forced.status.success());
@@ -110,9 +119,15 @@ fn invalid_files_print_kongs_errors_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.starts_with("Error: Failed parsing:\n"), "{err}");
-    assert!(err.contains("in 'services':\n  - in entry 1 of 'services':\n"), "{err}");
+    assert!(
+        err.contains("in 'services':\n  - in entry 1 of 'services':\n"),
+        "{err}"
+    );
     assert!(err.contains("    in 'host': expected a string"), "{err}");
-    assert!(err.contains("    in 'port': value should be between 0 and 65535"), "{err}");
+    assert!(
+        err.contains("    in 'port': value should be between 0 and 65535"),
+        "{err}"
+    );
     assert!(err.contains("in 'routes': expected an array"), "{err}");
 }
 
@@ -121,7 +136,11 @@ fn a_missing_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = tidegate(&["config", "parse", "nope.yml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot read nope.yml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read nope.yml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -129,5 +148,9 @@ fn start_says_it_is_not_supported_yet() {
     let dir = tempfile::tempdir().unwrap();
     let out = tidegate(&["start"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not supported yet"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not supported yet"),
+        "{}",
+        stderr(&out)
+    );
 }

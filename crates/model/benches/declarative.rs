@@ -76,11 +76,15 @@ fn bench_parse(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("declarative");
     group.sample_size(10);
-    group.bench_function("parse_10k_services_10k_routes_10k_consumers_1k_plugins", |b| {
-        b.iter(|| parse(&text, opts).expect("valid"))
-    });
+    group.bench_function(
+        "parse_10k_services_10k_routes_10k_consumers_1k_plugins",
+        |b| b.iter(|| parse(&text, opts).expect("valid")),
+    );
     group.finish();
-    eprintln!("declarative: peak RSS over the whole run {:.1} MiB", peak_rss_mib());
+    eprintln!(
+        "declarative: peak RSS over the whole run {:.1} MiB",
+        peak_rss_mib()
+    );
 }
 
 criterion_group!(benches, bench_parse);

@@ -31,7 +31,8 @@ pub struct Declarative {
     /// Always "3.0" after parsing: older formats are migrated.
     pub format_version: String,
     pub transform: bool,
-    /// Every entity, flat, in load order (parents' kinds first), then in file order.
+    /// Every entity, flat, in load order (parents' kinds first), then in the order Kong
+    /// walks the file (nested items before top-level ones).
     pub entities: Vec<Entity>,
 }
 
@@ -58,8 +59,8 @@ struct Item {
     /// The item's fields without nested children, `_comment` or `_ignore`.
     body: Map<String, Value>,
     id: Uuid,
-    /// Set for nested items: the foreign-key field and the parent's id.
-    parent: Option<(&'static str, Uuid)>,
+    /// Set for nested items.
+    parent: Option<Parent>,
 }
 
 /// Parses a YAML or JSON document into a JSON value, with Kong's messages on failure.
@@ -70,15 +71,21 @@ pub fn parse_document(text: &str) -> Result<Value, KongError> {
             MAX_DECLARATIVE_BYTES
         )));
     }
+    let failed = |e: &dyn std::fmt::Display| {
+        top_error(format!("failed parsing declarative configuration: {e}"))
+    };
+    // JSON first, then YAML, as Kong tries them: `{a: 1}` is YAML, not JSON.
     let trimmed = text.trim_start();
-    let value: Value = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| {
-            top_error(format!("failed parsing declarative configuration: {e}"))
-        })?
-    } else {
-        serde_yaml::from_str(text).map_err(|e| {
-            top_error(format!("failed parsing declarative configuration: {e}"))
-        })?
+    let json = (trimmed.starts_with('{') || trimmed.starts_with('['))
+        .then(|| serde_json::from_str::<Value>(text));
+    let value: Value = match json {
+        Some(Ok(v)) => v,
+        Some(Err(json_err)) => match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            // The JSON parser's message says more about a file meant as JSON.
+            Err(_) => return Err(failed(&json_err)),
+        },
+        None => serde_yaml::from_str(text).map_err(|e| failed(&e))?,
     };
     if depth(&value) > MAX_DEPTH {
         return Err(top_error(format!(
@@ -112,6 +119,26 @@ pub fn parse(text: &str, opts: ParseOptions) -> Result<Declarative, KongError> {
     parse_value(parse_document(text)?, opts)
 }
 
+/// Kong's entity order (`schema_topological_sort` over the 3.x core and bundled plugin
+/// entities). Top-level collections and nested children are walked in it whatever the
+/// file's order, which decides which of two duplicates is the one reported.
+const KONG_ORDER: [EntityKind; 12] = [
+    EntityKind::CaCertificate,
+    EntityKind::Certificate,
+    EntityKind::Consumer,
+    EntityKind::Service,
+    EntityKind::Route,
+    EntityKind::Plugin,
+    EntityKind::Sni,
+    EntityKind::Upstream,
+    EntityKind::Target,
+    EntityKind::Acl,
+    EntityKind::BasicauthCredential,
+    EntityKind::KeyauthCredential,
+];
+
+const META_KEYS: [&str; 4] = ["_format_version", "_transform", "_comment", "_ignore"];
+
 /// Parses an already-decoded declarative document.
 pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, KongError> {
     let Some(top) = doc.as_object_mut() else {
@@ -123,9 +150,17 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
 
     // Meta keys.
     match top.get("_format_version") {
-        None | Some(Value::Null) => set_err(&mut errs, &[key("_format_version")], "required field missing"),
+        None | Some(Value::Null) => set_err(
+            &mut errs,
+            &[key("_format_version")],
+            "required field missing",
+        ),
         Some(Value::String(v)) if ["1.1", "2.1", "3.0"].contains(&v.as_str()) => {}
-        Some(Value::String(_)) => set_err(&mut errs, &[key("_format_version")], "expected one of: 1.1, 2.1, 3.0"),
+        Some(Value::String(_)) => set_err(
+            &mut errs,
+            &[key("_format_version")],
+            "expected one of: 1.1, 2.1, 3.0",
+        ),
         Some(_) => set_err(&mut errs, &[key("_format_version")], "expected a string"),
     }
     let transform = match top.get("_transform") {
@@ -137,24 +172,29 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
         }
     };
     check_meta(top, &[], &mut errs);
+    // Before validation, as Kong does: the migrated paths are what gets validated.
     if matches!(top.get("_format_version"), Some(Value::String(v)) if v == "1.1" || v == "2.1") {
         migrate::route_paths(top);
     }
+    for k in top.keys() {
+        if !META_KEYS.contains(&k.as_str()) && EntityKind::from_table(k).is_none() {
+            set_err(&mut errs, &[key(k)], "unknown field");
+        }
+    }
 
-    // Collect items, depth first, generating ids where the file has none.
-    let mut items = Vec::new();
-    for (k, v) in top.iter() {
-        if k.starts_with('_') && ["_format_version", "_transform", "_comment", "_ignore"].contains(&k.as_str()) {
-            continue;
-        }
-        match EntityKind::from_table(k) {
-            Some(kind) => collect(kind, v, vec![key(k)], None, opts, &mut items, &mut errs),
-            None => set_err(&mut errs, &[key(k)], "unknown field"),
+    // Collect items, depth first in Kong's order, generating ids where the file has none.
+    let mut walk = Walker {
+        opts,
+        items: Vec::new(),
+        errs: &mut errs,
+        seen: BTreeMap::new(),
+    };
+    for kind in KONG_ORDER {
+        if let Some(v) = top.get(kind.table()) {
+            walk.collect(kind, v, vec![key(kind.table())], None);
         }
     }
-    if !is_empty(&errs) {
-        return Err(KongError::declarative(&errs));
-    }
+    let items = walk.items;
 
     // References: top-level foreign keys name their parent by endpoint key or id.
     let index = Index::build(&items);
@@ -163,10 +203,11 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
     index.duplicates(&items, &mut dup_errs);
     let mut resolved = Vec::with_capacity(items.len());
     for item in &items {
-        resolved.push(resolve_refs(item, &index, &mut ref_errs));
+        resolved.push(resolve_refs(item, &index, &mut ref_errs, &mut errs));
     }
 
-    // Schema validation of every item.
+    // Schema validation of every item; all schema errors are reported together.
+    let lookup = Resolved(&index);
     let mut entities = Vec::with_capacity(items.len());
     for (i, (item, body)) in items.iter().zip(resolved).enumerate() {
         let fixed = Fixed {
@@ -176,7 +217,7 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
         };
         let ctx = Ctx {
             fixed,
-            lookup: &index,
+            lookup: &lookup,
             force_id: None,
             transform,
         };
@@ -186,7 +227,6 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
                 Some(fields) if e.code == crate::ErrorCode::SchemaViolation => {
                     merge_err(&mut errs, &item.path, fields)
                 }
-                // References were resolved above; what is left is reported as Kong does.
                 _ => merge_err(&mut errs, &item.path, Value::String(e.message)),
             },
         }
@@ -198,34 +238,9 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
     if !is_empty(&dup_errs) {
         return Err(KongError::declarative(&dup_errs));
     }
+    unique_fields(&entities)?;
 
-    // Other unique fields (custom_id, instance_name, cert_digest, …), keyed as Kong keys
-    // them: by the entity's endpoint key or id.
-    let mut seen: BTreeMap<(EntityKind, &'static str, String), Uuid> = BTreeMap::new();
-    let mut uniq_errs = Value::Object(Map::new());
-    for e in &entities {
-        for (field, value) in e.unique_keys() {
-            if Some(field) == e.kind().endpoint_key() {
-                continue;
-            }
-            if let Some(other) = seen.insert((e.kind(), field, value.clone()), e.id()) {
-                if other != e.id() {
-                    let at = e.endpoint_key().unwrap_or_else(|| e.id().to_string());
-                    let shown = display_unique(field, &value);
-                    set_err(
-                        &mut uniq_errs,
-                        &[key(e.kind().table()), key(&at)],
-                        &uniqueness_msg(e.kind().table(), shown.0, &shown.1),
-                    );
-                }
-            }
-        }
-    }
-    if !is_empty(&uniq_errs) {
-        return Err(KongError::declarative(&uniq_errs));
-    }
-
-    // Load order: parents' kinds first; within a kind, file order.
+    // Load order: parents' kinds first; within a kind, Kong's walk order.
     entities.sort_by_key(|e| e.kind());
     Ok(Declarative {
         format_version: "3.0".into(),
@@ -234,12 +249,60 @@ pub fn parse_value(mut doc: Value, opts: ParseOptions) -> Result<Declarative, Ko
     })
 }
 
-/// How a composite unique key is named in Kong's message.
+/// Duplicates of unique fields other than the ones already checked by key (custom_id,
+/// instance_name, cert_digest, …), keyed as Kong keys them: by the entity's endpoint key
+/// or id. Kong resets a kind's errors on each hit, so only the last one per kind is
+/// reported. Composite keys (a plugin's name and scope, a target within its upstream,
+/// an ACL group within its consumer) are not checked by Kong's loader; we reject them
+/// because the store allows each key once.
+fn unique_fields(entities: &[Entity]) -> Result<(), KongError> {
+    let mut seen: BTreeMap<(EntityKind, &'static str, String), Uuid> = BTreeMap::new();
+    let mut errs = Map::new();
+    for e in entities {
+        for (field, value) in e.unique_keys() {
+            let Some(other) = seen.insert((e.kind(), field, value.clone()), e.id()) else {
+                continue;
+            };
+            if other == e.id() {
+                continue;
+            }
+            let at = e.endpoint_key().unwrap_or_else(|| e.id().to_string());
+            let (name, shown) = display_unique(field, &value);
+            let mut m = Map::new();
+            m.insert(
+                at,
+                Value::String(uniqueness_msg(e.kind().table(), name, &shown)),
+            );
+            errs.insert(e.kind().table().to_string(), Value::Object(m));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(KongError::declarative(&Value::Object(errs)))
+    }
+}
+
+/// How a composite unique key is named in the message.
 fn display_unique(field: &'static str, value: &str) -> (&'static str, String) {
     match field {
         "cache_key" => ("name", value.split(':').next().unwrap_or(value).to_string()),
-        "upstream_target" => ("target", value.rsplit_once(':').map(|x| x.1).unwrap_or(value).to_string()),
-        "consumer_group" => ("group", value.split_once(':').map(|x| x.1).unwrap_or(value).to_string()),
+        "upstream_target" => (
+            "target",
+            value
+                .split_once(':')
+                .map(|x| x.1)
+                .unwrap_or(value)
+                .to_string(),
+        ),
+        "consumer_group" => (
+            "group",
+            value
+                .split_once(':')
+                .map(|x| x.1)
+                .unwrap_or(value)
+                .to_string(),
+        ),
         f => (f, value.to_string()),
     }
 }
@@ -280,85 +343,146 @@ fn check_meta(obj: &Map<String, Value>, path: &[Seg], errs: &mut Value) {
     }
 }
 
-/// Walks one collection (`services: […]`), recursing into nested children.
-fn collect(
-    kind: EntityKind,
-    v: &Value,
-    path: Vec<Seg>,
-    parent: Option<(EntityKind, &'static str, Uuid)>,
+/// A nested item's foreign-key field and its parent's id.
+type Parent = (&'static str, Uuid);
+
+/// The walk over the file's entities.
+struct Walker<'e> {
     opts: ParseOptions,
-    items: &mut Vec<Item>,
-    errs: &mut Value,
-) {
-    let list = match v {
-        Value::Null => return,
-        Value::Array(a) => a,
-        _ => {
-            set_err(errs, &path, "expected an array");
-            return;
-        }
-    };
-    for (i, raw) in list.iter().enumerate() {
-        let mut ipath = path.clone();
-        ipath.push(Seg::Idx(i));
-        let Value::Object(obj) = raw else {
-            set_err(errs, &ipath, "expected a record");
-            continue;
+    items: Vec<Item>,
+    errs: &'e mut Value,
+    /// How many items so far had a given fallback key, so identical items differ.
+    seen: BTreeMap<String, usize>,
+}
+
+impl Walker<'_> {
+    /// Walks one collection (`services: […]`), recursing into nested children.
+    fn collect(&mut self, kind: EntityKind, v: &Value, path: Vec<Seg>, parent: Option<Parent>) {
+        let list = match v {
+            Value::Null => return,
+            Value::Array(a) => a,
+            _ => {
+                set_err(self.errs, &path, "expected an array");
+                return;
+            }
         };
-        check_meta(obj, &ipath, errs);
-        let mut body = Map::new();
-        let mut nested: Vec<(EntityKind, &'static str, &Value, String)> = Vec::new();
-        for (k, val) in obj {
-            if k == "_comment" || k == "_ignore" {
+        for (i, raw) in list.iter().enumerate() {
+            let mut ipath = path.clone();
+            ipath.push(Seg::Idx(i));
+            let Value::Object(obj) = raw else {
+                set_err(self.errs, &ipath, "expected a record");
                 continue;
+            };
+            check_meta(obj, &ipath, self.errs);
+            let mut body = Map::new();
+            let mut nested: Vec<(EntityKind, &'static str, &Value)> = Vec::new();
+            for (k, val) in obj {
+                if k == "_comment" || k == "_ignore" {
+                    continue;
+                }
+                let child = EntityKind::from_table(k).and_then(|ck| {
+                    ck.relations()
+                        .iter()
+                        .find(|r| r.parent == kind)
+                        .map(|r| (ck, r.field))
+                });
+                // A parent's own field wins over a nested collection of the same name
+                // (services.ca_certificates is a list of ids, not nested entities).
+                match child {
+                    Some((ck, field)) if !own_field(kind, k) => nested.push((ck, field, val)),
+                    _ => {
+                        body.insert(k.clone(), val.clone());
+                    }
+                }
             }
-            let child = EntityKind::from_table(k).and_then(|ck| {
-                ck.relations()
-                    .iter()
-                    .find(|r| r.parent == kind)
-                    .map(|r| (ck, r.field))
+            if parent.is_some() {
+                // A nested child gets its parent filled in and may set no foreign key.
+                for rel in kind.relations() {
+                    if body.get(rel.field).is_some_and(|v| !v.is_null()) {
+                        let mut p = ipath.clone();
+                        p.push(key(rel.field));
+                        set_err(self.errs, &p, "value must be null");
+                        body.remove(rel.field);
+                    }
+                }
+            }
+            let id = match body.get("id") {
+                // An explicit id is kept as it is; an invalid one is reported by schema
+                // validation, and any id keeps the walk going.
+                Some(Value::String(s)) => match crate::input::parse_uuid(s) {
+                    Ok(id) => id,
+                    Err(_) => self.fallback_id(kind, &body, parent),
+                },
+                _ => match id_key(kind, &body, parent) {
+                    Some(k) => derived_id(kind, &k),
+                    None => self.fallback_id(kind, &body, parent),
+                },
+            };
+            if let Some((field, pid)) = parent {
+                body.insert(
+                    field.to_string(),
+                    serde_json::json!({ "id": pid.to_string() }),
+                );
+            }
+            self.items.push(Item {
+                kind,
+                path: ipath.clone(),
+                body,
+                id,
+                parent,
             });
-            // A parent's own field wins over a nested collection of the same name
-            // (services.ca_certificates is a list of ids, not nested entities).
-            match child {
-                Some((ck, field)) if !own_field(kind, k) => nested.push((ck, field, val, k.clone())),
-                _ => {
-                    body.insert(k.clone(), val.clone());
-                }
+            nested.sort_by_key(|(ck, _, _)| KONG_ORDER.iter().position(|k| k == ck));
+            for (ck, field, val) in nested {
+                let mut cpath = ipath.clone();
+                cpath.push(key(ck.table()));
+                self.collect(ck, val, cpath, Some((field, id)));
             }
         }
-        if parent.is_some() {
-            // A nested child gets its parent filled in and may set no other foreign key.
-            for rel in kind.relations() {
-                if body.get(rel.field).is_some_and(|v| !v.is_null()) {
-                    let mut p = ipath.clone();
-                    p.push(key(rel.field));
-                    set_err(errs, &p, "value must be null");
-                }
-            }
+    }
+
+    /// Where Kong would use a random id (certificates, unnamed services, consumers with
+    /// only a custom_id, key-auth credentials, …) we derive one from the item's content
+    /// and parent, so that loading the same file twice gives the same ids. Identical
+    /// items under the same parent are told apart by their rank.
+    fn fallback_id(
+        &mut self,
+        kind: EntityKind,
+        body: &Map<String, Value>,
+        parent: Option<Parent>,
+    ) -> Uuid {
+        let mut h = Sha256::new();
+        h.update(canonical(&Value::Object(body.clone())).as_bytes());
+        let digest = hex::encode(&h.finalize()[..16]);
+        let parent = parent.map(|(_, id)| id.to_string()).unwrap_or_default();
+        let base = format!("tidegate:{}:{parent}:{digest}", kind.table());
+        let n = self.seen.entry(base.clone()).or_insert(0);
+        let mut k = format!("{base}:{n}");
+        *n += 1;
+        // A generated key-auth key comes from the entropy; so does its id.
+        if kind == EntityKind::KeyauthCredential {
+            k = format!("{k}:{:032x}", self.opts.entropy);
         }
-        let id = match body.get("id") {
-            Some(Value::String(s)) => crate::input::parse_uuid(s).unwrap_or_else(|_| {
-                // Reported by schema validation; any id keeps the walk going.
-                derived_id(kind, &fallback_key(kind, &ipath, &body))
-            }),
-            _ => derived_id(kind, &id_key(kind, &body, parent, &ipath, opts)),
-        };
-        if let Some((_, field, pid)) = parent {
-            body.insert(field.to_string(), serde_json::json!({ "id": pid.to_string() }));
+        derived_id(kind, &k)
+    }
+}
+
+/// JSON with object keys sorted, so that key order does not change a derived id.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&o[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
         }
-        items.push(Item {
-            kind,
-            path: ipath.clone(),
-            body,
-            id,
-            parent: parent.map(|(_, f, pid)| (f, pid)),
-        });
-        for (ck, field, val, name) in nested {
-            let mut cpath = ipath.clone();
-            cpath.push(Seg::Key(name));
-            collect(ck, val, cpath, Some((kind, field, id)), opts, items, errs);
-        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -367,26 +491,30 @@ fn own_field(kind: EntityKind, name: &str) -> bool {
     matches!((kind, name), (EntityKind::Service, "ca_certificates"))
 }
 
+/// `uuidv5(uuidv5(NS_ROOT, <table>), key)`, Kong's `generate_uuid`.
 fn derived_id(kind: EntityKind, key: &str) -> Uuid {
     let ns = Uuid::new_v5(&NS_ROOT, kind.table().as_bytes());
     Uuid::new_v5(&ns, key.as_bytes())
 }
 
-/// The string Kong hashes into an entity's id (`get_key_for_uuid_gen`, 3.x).
-fn id_key(
-    kind: EntityKind,
-    body: &Map<String, Value>,
-    parent: Option<(EntityKind, &'static str, Uuid)>,
-    path: &[Seg],
-    opts: ParseOptions,
-) -> String {
-    let child_key = parent.map(|(_, f, _)| f);
-    let parent_id = parent.map(|(_, _, id)| id);
+/// The string Kong hashes into an entity's id (`get_key_for_uuid_gen`, latest 3.x: the
+/// cache key when the kind has one, else the endpoint key), or `None` where Kong would
+/// pick a random id. `parent` is the nested item's foreign-key field and parent id.
+fn id_key(kind: EntityKind, body: &Map<String, Value>, parent: Option<Parent>) -> Option<String> {
     let cache_key: Option<&[&str]> = match kind {
         EntityKind::Plugin => Some(&["name", "route", "service", "consumer"]),
         EntityKind::Target => Some(&["upstream", "target"]),
         EntityKind::Acl => Some(&["consumer", "group"]),
         EntityKind::BasicauthCredential => Some(&["username"]),
+        // Kong's cache key here is the `auto` field `key`, so its latest code picks a
+        // random id; we hash the key when the file gives one, so that a reload of the
+        // same file keeps the credential's id (an intentional deviation).
+        EntityKind::KeyauthCredential => {
+            return match body.get("key") {
+                Some(Value::String(k)) => Some(format!("keyauth_credentials:*:{k}")),
+                _ => None,
+            };
+        }
         _ => None,
     };
     if let Some(fields) = cache_key {
@@ -396,56 +524,25 @@ fn id_key(
                 Some(Value::String(s)) => ck.push(s.clone()),
                 // Kong appends nothing for a table or null value.
                 Some(_) => {}
-                None if Some(*f) == child_key => {
-                    ck.push(parent_id.expect("child_key implies a parent").to_string())
-                }
-                // A required field left out: Kong falls back to a random id.
-                None if kind != EntityKind::Plugin || *f == "name" => {
-                    return fallback_key(kind, path, body);
-                }
-                None => ck.push(String::new()),
+                None => match parent {
+                    Some((field, pid)) if field == *f => ck.push(pid.to_string()),
+                    // Every cache-key field is required except a plugin's scope.
+                    _ if kind != EntityKind::Plugin || *f == "name" => return None,
+                    _ => ck.push(String::new()),
+                },
             }
         }
-        return ck.join(":");
+        return Some(ck.join(":"));
     }
     let endpoint = match kind {
-        EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => Some("name"),
-        EntityKind::Consumer => Some("username"),
-        // Kong's latest code gives key-auth credentials random ids (their cache key is an
-        // auto field); we derive them from the key when the file gives one, so a re-import
-        // of the same file changes nothing.
-        EntityKind::KeyauthCredential => {
-            return match body.get("key") {
-                Some(Value::String(k)) => format!("keyauth_credentials:*:{k}"),
-                _ => format!("{}:{:032x}", fallback_key(kind, path, body), opts.entropy),
-            };
-        }
-        _ => None,
+        EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => "name",
+        EntityKind::Consumer => "username",
+        _ => return None,
     };
-    match endpoint.and_then(|f| body.get(f)) {
-        Some(Value::String(s)) => s.clone(),
-        _ => fallback_key(kind, path, body),
+    match body.get(endpoint) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
     }
-}
-
-/// Where Kong would use a random id (certificates, unnamed services, …) we derive one
-/// from the item's position and content, so that loading the same file twice gives the
-/// same ids.
-fn fallback_key(kind: EntityKind, path: &[Seg], body: &Map<String, Value>) -> String {
-    let mut h = Sha256::new();
-    h.update(Value::Object(body.clone()).to_string().as_bytes());
-    let digest = hex::encode(&h.finalize()[..16]);
-    let mut p = String::new();
-    for s in path {
-        match s {
-            Seg::Key(k) => {
-                p.push('/');
-                p.push_str(k);
-            }
-            Seg::Idx(i) => p.push_str(&format!("[{i}]")),
-        }
-    }
-    format!("tidegate:{}:{p}:{digest}", kind.table())
 }
 
 /// The file's own entities by id and by endpoint key.
@@ -480,8 +577,16 @@ impl Index {
             let mut failed = false;
             if let Some(k) = referable_key(item) {
                 if keys.insert((item.kind, k.clone()), ()).is_some() {
-                    let field = item.kind.endpoint_key().expect("referable keys are endpoint keys");
-                    set_err(errs, &[key(table), Seg::Idx(idx)], &uniqueness_msg(table, field, &k));
+                    let field = item
+                        .kind
+                        .endpoint_key()
+                        .expect("referable keys are endpoint keys");
+                    // At its index in its own list, even when nested: Kong's shape.
+                    set_err(
+                        errs,
+                        &[key(table), Seg::Idx(idx)],
+                        &uniqueness_msg(table, field, &k),
+                    );
                     failed = true;
                 }
             }
@@ -509,7 +614,10 @@ fn referable_key(item: &Item) -> Option<String> {
         EntityKind::KeyauthCredential => "key",
         _ => return None,
     };
-    item.body.get(field).and_then(Value::as_str).map(str::to_string)
+    item.body
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 impl Lookup for Index {
@@ -521,9 +629,28 @@ impl Lookup for Index {
     }
 }
 
-/// Turns top-level string references into `{"id": …}`; a reference to nothing is
-/// reported under the referencing item's endpoint key (or id), as Kong does.
-fn resolve_refs(item: &Item, index: &Index, errs: &mut Value) -> Map<String, Value> {
+/// The lookup entities are read with once references are resolved: a dangling one has
+/// been reported already and carries a placeholder that must not fail again.
+struct Resolved<'a>(&'a Index);
+
+impl Lookup for Resolved<'_> {
+    fn find_by_key(&self, kind: EntityKind, key: &str) -> Option<Uuid> {
+        self.0.find_by_key(kind, key)
+    }
+    fn exists(&self, _: EntityKind, _: Uuid) -> bool {
+        true
+    }
+}
+
+/// Turns top-level references (an endpoint key or id string, or `{"id": …}`) into
+/// `{"id": …}`. A reference to nothing is reported under the referencing item's endpoint
+/// key (or id), as Kong does; a reference of the wrong type is a schema error.
+fn resolve_refs(
+    item: &Item,
+    index: &Index,
+    ref_errs: &mut Value,
+    schema_errs: &mut Value,
+) -> Map<String, Value> {
     let mut body = item.body.clone();
     for rel in item.kind.relations() {
         if item.parent.is_some_and(|(f, _)| f == rel.field) {
@@ -532,21 +659,36 @@ fn resolve_refs(item: &Item, index: &Index, errs: &mut Value) -> Map<String, Val
         let Some(v) = body.get(rel.field).cloned() else {
             continue;
         };
-        let target = match &v {
-            Value::String(s) => crate::input::parse_uuid(s)
+        let by_id = |s: &str| {
+            crate::input::parse_uuid(s)
                 .ok()
                 .filter(|id| index.exists(rel.parent, *id))
-                .or_else(|| index.find_by_key(rel.parent, s)),
-            Value::Object(o) => match o.get("id").and_then(Value::as_str) {
-                Some(s) => crate::input::parse_uuid(s).ok().filter(|id| index.exists(rel.parent, *id)),
-                // Let schema validation report the shape.
-                None => continue,
+        };
+        let target = match &v {
+            Value::Null => continue,
+            // Kong's `find_entity`: the endpoint key first, then the id.
+            Value::String(s) => index.find_by_key(rel.parent, s).or_else(|| by_id(s)),
+            Value::Object(o) => match o.get("id") {
+                Some(Value::String(s)) if o.len() == 1 && crate::input::parse_uuid(s).is_ok() => {
+                    by_id(s)
+                }
+                // Let the entity's schema report the shape.
+                _ => continue,
             },
-            _ => continue,
+            _ => {
+                let mut p = item.path.clone();
+                p.push(key(rel.field));
+                set_err(schema_errs, &p, "expected a string");
+                body.remove(rel.field);
+                continue;
+            }
         };
         match target {
             Some(id) => {
-                body.insert(rel.field.to_string(), serde_json::json!({ "id": id.to_string() }));
+                body.insert(
+                    rel.field.to_string(),
+                    serde_json::json!({ "id": id.to_string() }),
+                );
             }
             None => {
                 let shown = match &v {
@@ -559,9 +701,12 @@ fn resolve_refs(item: &Item, index: &Index, errs: &mut Value) -> Map<String, Val
                     rel.field,
                     rel.parent.table()
                 );
-                push_err(errs, &[key(item.kind.table()), key(&at)], msg);
-                // Keep validating the rest of the item.
-                body.insert(rel.field.to_string(), serde_json::json!({ "id": item.id.to_string() }));
+                push_err(ref_errs, &[key(item.kind.table()), key(&at)], msg);
+                // A placeholder, so that the rest of the item is still validated.
+                body.insert(
+                    rel.field.to_string(),
+                    serde_json::json!({ "id": item.id.to_string() }),
+                );
             }
         }
     }

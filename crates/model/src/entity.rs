@@ -235,38 +235,76 @@ impl<'c, 'l> Cx<'c, 'l> {
     }
 }
 
-/// Any entity. The variant order is part of the postcard encoding: append only.
+/// Any entity. The variant order is part of the postcard encoding: append only. Boxed
+/// so that an `Entity` is a pointer wide whatever the largest kind (`Box` is transparent
+/// to serde: the encoding is the same).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Entity {
-    Certificate(Certificate),
-    CaCertificate(CaCertificate),
-    Service(Service),
-    Route(Route),
-    Consumer(Consumer),
-    Upstream(Upstream),
-    Target(Target),
-    Sni(Sni),
-    Plugin(Plugin),
-    KeyauthCredential(KeyauthCredential),
-    BasicauthCredential(BasicauthCredential),
-    Acl(Acl),
+    Certificate(Box<Certificate>),
+    CaCertificate(Box<CaCertificate>),
+    Service(Box<Service>),
+    Route(Box<Route>),
+    Consumer(Box<Consumer>),
+    Upstream(Box<Upstream>),
+    Target(Box<Target>),
+    Sni(Box<Sni>),
+    Plugin(Box<Plugin>),
+    KeyauthCredential(Box<KeyauthCredential>),
+    BasicauthCredential(Box<BasicauthCredential>),
+    Acl(Box<Acl>),
 }
 
 macro_rules! each_entity {
     ($self:expr, $e:ident => $body:expr) => {
         match $self {
-            Entity::Certificate($e) => $body,
-            Entity::CaCertificate($e) => $body,
-            Entity::Service($e) => $body,
-            Entity::Route($e) => $body,
-            Entity::Consumer($e) => $body,
-            Entity::Upstream($e) => $body,
-            Entity::Target($e) => $body,
-            Entity::Sni($e) => $body,
-            Entity::Plugin($e) => $body,
-            Entity::KeyauthCredential($e) => $body,
-            Entity::BasicauthCredential($e) => $body,
-            Entity::Acl($e) => $body,
+            Entity::Certificate(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::CaCertificate(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Service(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Route(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Consumer(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Upstream(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Target(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Sni(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Plugin(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::KeyauthCredential(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::BasicauthCredential(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
+            Entity::Acl(boxed) => {
+                let $e = &**boxed;
+                $body
+            }
         }
     };
 }
@@ -315,18 +353,18 @@ impl Entity {
             cx.finish(r, t)
         }
         Ok(match kind {
-            EntityKind::Certificate => Entity::Certificate(read(v, ctx)?),
-            EntityKind::CaCertificate => Entity::CaCertificate(read(v, ctx)?),
-            EntityKind::Service => Entity::Service(read(v, ctx)?),
-            EntityKind::Route => Entity::Route(read(v, ctx)?),
-            EntityKind::Consumer => Entity::Consumer(read(v, ctx)?),
-            EntityKind::Upstream => Entity::Upstream(read(v, ctx)?),
-            EntityKind::Target => Entity::Target(read(v, ctx)?),
-            EntityKind::Sni => Entity::Sni(read(v, ctx)?),
-            EntityKind::Plugin => Entity::Plugin(read(v, ctx)?),
-            EntityKind::KeyauthCredential => Entity::KeyauthCredential(read(v, ctx)?),
-            EntityKind::BasicauthCredential => Entity::BasicauthCredential(read(v, ctx)?),
-            EntityKind::Acl => Entity::Acl(read(v, ctx)?),
+            EntityKind::Certificate => Entity::Certificate(Box::new(read(v, ctx)?)),
+            EntityKind::CaCertificate => Entity::CaCertificate(Box::new(read(v, ctx)?)),
+            EntityKind::Service => Entity::Service(Box::new(read(v, ctx)?)),
+            EntityKind::Route => Entity::Route(Box::new(read(v, ctx)?)),
+            EntityKind::Consumer => Entity::Consumer(Box::new(read(v, ctx)?)),
+            EntityKind::Upstream => Entity::Upstream(Box::new(read(v, ctx)?)),
+            EntityKind::Target => Entity::Target(Box::new(read(v, ctx)?)),
+            EntityKind::Sni => Entity::Sni(Box::new(read(v, ctx)?)),
+            EntityKind::Plugin => Entity::Plugin(Box::new(read(v, ctx)?)),
+            EntityKind::KeyauthCredential => Entity::KeyauthCredential(Box::new(read(v, ctx)?)),
+            EntityKind::BasicauthCredential => Entity::BasicauthCredential(Box::new(read(v, ctx)?)),
+            EntityKind::Acl => Entity::Acl(Box::new(read(v, ctx)?)),
         })
     }
 

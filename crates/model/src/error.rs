@@ -71,7 +71,7 @@ impl ErrorCode {
     /// The HTTP status Kong's Admin API answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::UniqueViolation | ErrorCode::PrimaryKeyViolation => 409,
+            ErrorCode::UniqueViolation => 409,
             ErrorCode::NotFound => 404,
             ErrorCode::OperationUnsupported => 405,
             ErrorCode::DatabaseError => 500,
@@ -178,13 +178,15 @@ impl Errors {
         out
     }
 
-    fn lua_pretty(&self) -> String {
-        let parts: Vec<String> = self
+    /// The record as `pl.pretty.write(t)` prints it: one entry per line, two spaces a
+    /// level, keys sorted, strings quoted.
+    fn lua_pretty(&self, level: usize) -> String {
+        let entries: Vec<String> = self
             .sorted_children()
             .into_iter()
-            .map(|(k, v)| format!("{}={}", lua_key(&k), v.lua_pretty()))
+            .map(|(k, v)| format!("{} = {}", lua_key(&k), v.lua_pretty_value(level + 1)))
             .collect();
-        format!("{{{}}}", parts.join(","))
+        lua_block(entries, level)
     }
 }
 
@@ -208,30 +210,50 @@ impl FieldError {
         }
     }
 
+    /// How a nested error reads in the one-line summary: a message as it is, a table
+    /// in `pl.pretty` form.
     fn lua_pretty(&self) -> String {
         match self {
             FieldError::Msg(m) => m.clone(),
-            FieldError::Record(e) => e.lua_pretty(),
+            other => other.lua_pretty_value(0),
+        }
+    }
+
+    fn lua_pretty_value(&self, level: usize) -> String {
+        match self {
+            FieldError::Msg(m) => lua_string(m),
+            FieldError::Record(e) => e.lua_pretty(level),
             FieldError::Items(items) => {
-                let dense = items.keys().copied().eq(1..=items.len());
-                let parts: Vec<String> = items
+                // Penlight prints the sequence 1..n bare, then the rest as `[i] = v`.
+                let mut dense = 0;
+                while items.contains_key(&(dense + 1)) {
+                    dense += 1;
+                }
+                let entries = items
                     .iter()
                     .map(|(i, v)| {
-                        let val = match v {
-                            FieldError::Msg(m) => lua_string(m),
-                            other => other.lua_pretty(),
-                        };
-                        if dense {
+                        let val = v.lua_pretty_value(level + 1);
+                        if *i <= dense {
                             val
                         } else {
-                            format!("[{i}]={val}")
+                            format!("[{i}] = {val}")
                         }
                     })
                     .collect();
-                format!("{{{}}}", parts.join(","))
+                lua_block(entries, level)
             }
         }
     }
+}
+
+fn lua_block(entries: Vec<String>, level: usize) -> String {
+    if entries.is_empty() {
+        return "{}".to_string();
+    }
+    let inner = "  ".repeat(level + 1);
+    let outer = "  ".repeat(level);
+    let body: Vec<String> = entries.into_iter().map(|e| format!("{inner}{e}")).collect();
+    format!("{{\n{}\n{outer}}}", body.join(",\n"))
 }
 
 fn lua_key(k: &str) -> String {
@@ -372,7 +394,11 @@ impl KongError {
     pub fn primary_key_violation(id: &str) -> Self {
         let key = [("id", LuaValue::Str(id.to_string()))];
         let message = format!("primary key violation on key '{}'", lua_table(&key));
-        Self::new(ErrorCode::PrimaryKeyViolation, message, Some(lua_json(&key)))
+        Self::new(
+            ErrorCode::PrimaryKeyViolation,
+            message,
+            Some(lua_json(&key)),
+        )
     }
 
     pub fn invalid_primary_key(key: &[(&str, LuaValue)]) -> Self {
@@ -457,7 +483,11 @@ impl KongError {
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(v.clone())))
             .collect();
-        Self::new(ErrorCode::InvalidOptions, message, Some(Value::Object(json)))
+        Self::new(
+            ErrorCode::InvalidOptions,
+            message,
+            Some(Value::Object(json)),
+        )
     }
 
     pub fn operation_unsupported(why: impl Into<String>) -> Self {
@@ -466,10 +496,7 @@ impl KongError {
 
     /// Code 14: errors that mirror the structure of a declarative file.
     pub fn declarative(errors: &Value) -> Self {
-        let message = format!(
-            "declarative config is invalid: {}",
-            json_as_lua(errors)
-        );
+        let message = format!("declarative config is invalid: {}", json_as_lua(errors));
         Self::new(ErrorCode::DeclarativeConfig, message, Some(errors.clone()))
     }
 }

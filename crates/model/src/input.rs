@@ -247,11 +247,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A nested record read by `f`; its errors nest under `key`.
-    pub fn record<T>(
-        &mut self,
-        key: &'a str,
-        f: impl FnOnce(&mut Reader<'a>) -> T,
-    ) -> Option<T> {
+    pub fn record<T>(&mut self, key: &'a str, f: impl FnOnce(&mut Reader<'a>) -> T) -> Option<T> {
         let v = self.raw(key)?;
         match read_record(v, f) {
             Ok(t) => Some(t),
@@ -263,11 +259,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array of records, each read by `f`.
-    pub fn records<T>(
-        &mut self,
-        key: &'a str,
-        f: impl Fn(&mut Reader<'a>) -> T,
-    ) -> Option<Vec<T>> {
+    pub fn records<T>(&mut self, key: &'a str, f: impl Fn(&mut Reader<'a>) -> T) -> Option<Vec<T>> {
         let v = self.raw(key)?;
         let Some(items) = as_array(v) else {
             self.error(key, "expected an array");

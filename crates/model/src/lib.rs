@@ -6,8 +6,8 @@
 //! time, generated secrets) comes in through [`entity::Fixed`], so that every node that
 //! reads the same input builds the same entity.
 
-pub mod entities;
 pub mod declarative;
+pub mod entities;
 pub mod entity;
 pub mod error;
 pub mod hash;

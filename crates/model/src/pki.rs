@@ -567,8 +567,8 @@ impl<'a> Der<'a> {
 mod tests {
     use super::*;
     use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SignatureAlgorithm,
-        date_time_ymd,
+        date_time_ymd, BasicConstraints, CertificateParams, DnType, IsCa, KeyPair,
+        SignatureAlgorithm,
     };
 
     // Generated once with the openssl CLI (see the brief); rcgen cannot make

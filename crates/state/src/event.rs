@@ -15,7 +15,10 @@ pub struct Event {
 pub enum Change {
     /// Create or replace the entity with this (kind, id).
     Put(Entity),
-    Delete { kind: EntityKind, id: Uuid },
+    Delete {
+        kind: EntityKind,
+        id: Uuid,
+    },
 }
 
 impl Change {

@@ -145,7 +145,13 @@ fn plan(state: &ConfigState, cmd: &Command) -> Result<Plan, KongError> {
                 return Ok((None, Vec::new()));
             };
             let mut order = Vec::new();
-            collect_cascade(state, *kind, existing.id(), &mut order, &mut BTreeSet::new())?;
+            collect_cascade(
+                state,
+                *kind,
+                existing.id(),
+                &mut order,
+                &mut BTreeSet::new(),
+            )?;
             let changes = order
                 .into_iter()
                 .map(|(kind, id)| Change::Delete { kind, id })
@@ -176,10 +182,16 @@ fn parse_body(body: &str) -> Result<Value, KongError> {
     })
 }
 
-pub(crate) fn resolve<'a>(state: &'a ConfigState, kind: EntityKind, key: &EntityRef) -> Option<&'a Entity> {
+pub(crate) fn resolve<'a>(
+    state: &'a ConfigState,
+    kind: EntityKind,
+    key: &EntityRef,
+) -> Option<&'a Entity> {
     match key {
         EntityRef::Id(id) => state.get(kind, *id),
-        EntityRef::Key(k) => state.find_by_key(kind, k).and_then(|id| state.get(kind, id)),
+        EntityRef::Key(k) => state
+            .find_by_key(kind, k)
+            .and_then(|id| state.get(kind, id)),
     }
 }
 
@@ -229,7 +241,9 @@ fn lua_value(v: &Value) -> LuaValue {
     match v {
         Value::String(s) => LuaValue::Str(s.clone()),
         Value::Number(n) => LuaValue::Int(n.as_i64().unwrap_or_default()),
-        Value::Object(o) => LuaValue::Table(o.iter().map(|(k, v)| (k.clone(), lua_value(v))).collect()),
+        Value::Object(o) => {
+            LuaValue::Table(o.iter().map(|(k, v)| (k.clone(), lua_value(v))).collect())
+        }
         _ => LuaValue::Null,
     }
 }
@@ -264,7 +278,9 @@ fn collect_cascade(
     }
     let children: Vec<(EntityKind, Uuid)> = state.children_of(kind, id).collect();
     for (ck, cid) in children {
-        let child = state.get(ck, cid).expect("the children index follows the entities");
+        let child = state
+            .get(ck, cid)
+            .expect("the children index follows the entities");
         // Which relation links them decides: a plugin cascades with its route.
         let fks = child.foreign_keys();
         let relation = ck
@@ -318,7 +334,11 @@ fn check_import(entities: &[Entity]) -> Result<(), KongError> {
                     push_error(
                         &mut errors,
                         e.kind(),
-                        format!("invalid reference '{}: {parent}' (no such entry in '{}')", rel.field, rel.parent.table()),
+                        format!(
+                            "invalid reference '{}: {parent}' (no such entry in '{}')",
+                            rel.field,
+                            rel.parent.table()
+                        ),
                     );
                 }
             }

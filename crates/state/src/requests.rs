@@ -28,7 +28,10 @@ impl Default for RequestLog {
 
 impl RequestLog {
     pub fn with_capacity(capacity: usize) -> Self {
-        assert!(capacity > 0, "a request log must remember at least one request");
+        assert!(
+            capacity > 0,
+            "a request log must remember at least one request"
+        );
         RequestLog {
             capacity,
             order: VecDeque::new(),

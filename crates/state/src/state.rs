@@ -72,7 +72,12 @@ impl ConfigState {
     }
 
     /// The entity of `kind` whose unique key `index` equals `key`.
-    pub fn get_by_unique(&self, kind: EntityKind, index: &'static str, key: &str) -> Option<&Entity> {
+    pub fn get_by_unique(
+        &self,
+        kind: EntityKind,
+        index: &'static str,
+        key: &str,
+    ) -> Option<&Entity> {
         let id = self.unique.get(&(kind, index, key.to_string()))?;
         self.get(kind, *id)
     }
@@ -90,7 +95,11 @@ impl ConfigState {
     }
 
     /// Entities that reference (kind, id) through a foreign key.
-    pub fn children_of(&self, kind: EntityKind, id: Uuid) -> impl Iterator<Item = (EntityKind, Uuid)> + '_ {
+    pub fn children_of(
+        &self,
+        kind: EntityKind,
+        id: Uuid,
+    ) -> impl Iterator<Item = (EntityKind, Uuid)> + '_ {
         self.children
             .get(&(kind, id))
             .into_iter()
@@ -212,7 +221,9 @@ impl PartialEq for ConfigState {
 impl Lookup for ConfigState {
     fn find_by_key(&self, kind: EntityKind, key: &str) -> Option<Uuid> {
         let index = match kind {
-            EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => "name",
+            EntityKind::Service | EntityKind::Route | EntityKind::Upstream | EntityKind::Sni => {
+                "name"
+            }
             EntityKind::Consumer | EntityKind::BasicauthCredential => "username",
             EntityKind::Plugin => "instance_name",
             EntityKind::KeyauthCredential => "key",

@@ -51,7 +51,8 @@ fn init(file: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 fn parse(file: &Path) -> anyhow::Result<ExitCode> {
-    let meta = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     if meta.len() > MAX_DECLARATIVE_BYTES as u64 {
         bail!(
             "{} is {} bytes; declarative files are limited to {MAX_DECLARATIVE_BYTES} bytes",

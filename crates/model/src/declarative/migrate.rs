@@ -36,8 +36,9 @@ fn migrate_routes(routes: &mut [Value]) {
 }
 
 /// A path is plain when every character is one of `A-Za-z0-9.-_~/%`; anything else
-/// makes it a regex.
+/// makes it a regex. Kong's PCRE `$` also matches before one final newline.
 pub fn is_plain(path: &str) -> bool {
+    let path = path.strip_suffix('\n').unwrap_or(path);
     path.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b".-_~/%".contains(&b))
 }
@@ -57,7 +58,11 @@ fn decode_percent(s: &str, regex: bool) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+        {
             let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
             if let Ok(n) = u8::from_str_radix(hex, 16) {
                 if RESERVED.contains(&n) {
@@ -137,5 +142,36 @@ mod tests {
         assert_eq!(migrate_path("/a%2fb"), "/a%2Fb");
         assert_eq!(migrate_path("/x$"), "~/x$");
         assert_eq!(migrate_path("/x%2E*"), "~/x\\.*");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        // Plain: unreserved triplets decode, reserved ones are upper-cased.
+        assert_eq!(migrate_path("/caf%c3%a9"), "/caf\u{e9}");
+        assert_eq!(migrate_path("/a%3fb%2f"), "/a%3Fb%2F");
+        assert_eq!(migrate_path("/a%7e"), "/a~");
+        // Regex: reserved kept, metacharacters escaped, others literal.
+        assert_eq!(migrate_path("/a+%2a%7c%41"), "~/a+%2A\\|A");
+        // A malformed triplet is left alone.
+        assert_eq!(migrate_path("/a%zz"), "/a%zz");
+        assert_eq!(migrate_path("/a%4"), "/a%4");
+    }
+
+    #[test]
+    fn dot_segments_and_empty_segments() {
+        assert_eq!(migrate_path("/a//b"), "/a/b");
+        assert_eq!(migrate_path("/a/b/.."), "/a/");
+        assert_eq!(migrate_path("/.."), "/");
+        assert_eq!(migrate_path("/a/b/"), "/a/b/");
+        assert_eq!(migrate_path("/"), "/");
+        assert_eq!(migrate_path(""), "");
+        assert_eq!(migrate_path("/v1.0/x"), "/v1.0/x");
+    }
+
+    #[test]
+    fn a_final_newline_does_not_make_a_regex() {
+        assert!(is_plain("/a\n"));
+        assert!(!is_plain("/a\n\n"));
+        assert!(!is_plain("/a\nb"));
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::entity::{Cx, EntityKindImpl, Fk};
+use crate::error::Errors;
 use crate::input::Reader;
 use crate::kind::EntityKind;
 use crate::pki;
@@ -25,9 +26,9 @@ pub struct Certificate {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sni {
     pub id: Uuid,
+    pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
-    pub name: String,
     pub tags: Option<Vec<String>>,
     pub certificate: Option<Fk>,
 }
@@ -43,8 +44,16 @@ pub struct CaCertificate {
 }
 
 /// Reads a PEM certificate field, recording Kong's message when it does not parse.
-fn read_cert(r: &mut Reader<'_>, key: &'static str, required: bool) -> Option<(String, pki::CertInfo)> {
-    let pem = if required { r.req_string(key) } else { r.string(key) }?;
+fn read_cert(
+    r: &mut Reader<'_>,
+    key: &'static str,
+    required: bool,
+) -> Option<(String, pki::CertInfo)> {
+    let pem = if required {
+        r.req_string(key)
+    } else {
+        r.string(key)
+    }?;
     match pki::parse_cert(&pem) {
         Ok(info) => Some((pem, info)),
         Err(m) => {
@@ -54,8 +63,16 @@ fn read_cert(r: &mut Reader<'_>, key: &'static str, required: bool) -> Option<(S
     }
 }
 
-fn read_key(r: &mut Reader<'_>, key: &'static str, required: bool) -> Option<(String, pki::KeyInfo)> {
-    let pem = if required { r.req_string(key) } else { r.string(key) }?;
+fn read_key(
+    r: &mut Reader<'_>,
+    key: &'static str,
+    required: bool,
+) -> Option<(String, pki::KeyInfo)> {
+    let pem = if required {
+        r.req_string(key)
+    } else {
+        r.string(key)
+    }?;
     match pki::parse_key(&pem) {
         Ok(info) => Some((pem, info)),
         Err(m) => {
@@ -84,35 +101,43 @@ impl EntityKindImpl for Certificate {
         let cert_alt = read_cert(r, "cert_alt", false);
         let key_alt = read_key(r, "key_alt", false);
         let tags = cx.tags(r);
-        // `snis` is accepted on input and turned into SNI rows by the caller.
-        let _ = r.raw("snis");
+        // `snis` is the DAO's pseudo-field: the caller turns it into SNI rows. A name
+        // listed twice is refused before anything else, as Kong's DAO does.
+        let duplicated = r.raw("snis").and_then(typedefs::as_list).and_then(|names| {
+            names
+                .iter()
+                .enumerate()
+                .find(|(i, n)| n.is_string() && names[..*i].contains(n))
+                .and_then(|(_, n)| n.as_str())
+        });
 
+        // Kong's entity checks, in order; each skips fields that are already invalid.
         // Expired certificates are accepted, as in Kong: an operator may be mid-rotation.
+        let alt_errors = r.field_has_error("cert_alt") || r.field_has_error("key_alt");
+        if !alt_errors && cert_alt.is_some() != key_alt.is_some() {
+            r.entity_error("all or none of these fields must be set: 'cert_alt', 'key_alt'");
+        }
         if let (Some((_, c)), Some((_, k))) = (&cert, &key) {
             if !pki::key_matches(c, k) {
                 r.entity_error("certificate does not match key");
             }
         }
-        match (&cert_alt, &key_alt) {
-            (Some((_, c)), Some((_, k))) => {
-                if !pki::key_matches(c, k) {
-                    r.entity_error("alternative certificate does not match key");
-                }
-                if let Some((_, main)) = &cert {
-                    if main.key_type == c.key_type {
-                        r.entity_error(
-                            "certificate and alternative certificate need to have different type (e.g. RSA and ECDSA), the provided certificates were both of the same type",
-                        );
-                    }
-                }
+        if let (Some((_, c)), Some((_, k))) = (&cert_alt, &key_alt) {
+            if !pki::key_matches(c, k) {
+                r.entity_error("alternative certificate does not match key");
             }
-            (Some(_), None) if !r.field_has_error("key_alt") => {
-                r.entity_error("all or none of these fields must be set: 'cert_alt', 'key_alt'");
+        }
+        if let (Some((_, main)), Some((_, alt))) = (&cert, &cert_alt) {
+            if main.key_type == alt.key_type {
+                r.entity_error(
+                    "certificate and alternative certificate need to have different type (e.g. RSA and ECDSA), the provided certificates were both of the same type",
+                );
             }
-            (None, Some(_)) if !r.field_has_error("cert_alt") => {
-                r.entity_error("all or none of these fields must be set: 'cert_alt', 'key_alt'");
-            }
-            _ => {}
+        }
+        if let Some(name) = duplicated {
+            let mut only = Errors::default();
+            only.field("snis", format!("{name} is duplicated"));
+            *r.errors_mut() = only;
         }
 
         Certificate {
@@ -144,23 +169,26 @@ impl EntityKindImpl for Sni {
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
+        // Kong keeps the name as given (no lower-casing).
+        let name = r
+            .req_string("name")
+            .and_then(|n| match typedefs::wildcard_host(&n) {
+                Ok(()) => Some(n),
+                Err(m) => {
+                    r.error("name", m);
+                    None
+                }
+            });
         let created_at = cx.created_at(r);
         let updated_at = cx.updated_at(r);
-        let name = r.req_string("name").and_then(|n| match typedefs::sni(&n) {
-            Ok(()) => Some(n.to_ascii_lowercase()),
-            Err(m) => {
-                r.error("name", m);
-                None
-            }
-        });
         let tags = cx.tags(r);
         let certificate = cx.foreign(r, "certificate", EntityKind::Certificate);
         let certificate = r.required("certificate", certificate);
         Sni {
             id,
+            name: name.unwrap_or_default(),
             created_at,
             updated_at,
-            name: name.unwrap_or_default(),
             tags,
             certificate,
         }
@@ -195,18 +223,17 @@ impl EntityKindImpl for CaCertificate {
         let created_at = cx.created_at(r);
         let updated_at = cx.updated_at(r);
         let cert = read_cert(r, "cert", true);
-        // The digest is derived, never trusted from input; an exported file carries it.
-        let _ = r.raw("cert_digest");
+        // The digest is derived from `cert`; a given one (an exported file) is overwritten.
+        let _ = r.string("cert_digest");
         let tags = cx.tags(r);
         let mut digest = String::new();
         if let Some((pem, info)) = &cert {
             if pem.matches("-----BEGIN CERTIFICATE-----").count() > 1 {
-                r.error("cert", "please submit only one certificate at a time");
+                r.entity_error("please submit only one certificate at a time");
             } else if info.not_after < cx.now() {
-                r.error("cert", "certificate expired, \"Not After\" time is in the past");
+                r.entity_error("certificate expired, \"Not After\" time is in the past");
             } else if !info.is_ca {
-                r.error(
-                    "cert",
+                r.entity_error(
                     "certificate does not appear to be a CA because it is missing the \"CA\" basic constraint",
                 );
             }

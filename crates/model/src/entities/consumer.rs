@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::entity::{Cx, EntityKindImpl};
 use crate::input::Reader;
 use crate::kind::EntityKind;
+use crate::typedefs::nonempty;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consumer {
@@ -31,11 +32,15 @@ impl EntityKindImpl for Consumer {
         let id = cx.id(r);
         let created_at = cx.created_at(r);
         let updated_at = cx.updated_at(r);
+        // `at_least_one_of` runs on the input as given, invalid values included.
+        let given = nonempty(r.raw("username")) || nonempty(r.raw("custom_id"));
         let username = r.string("username");
         let custom_id = r.string("custom_id");
         let tags = cx.tags(r);
-        if username.is_none() && custom_id.is_none() && !r.has_errors() {
-            r.entity_error("at least one of these fields must be non-empty: 'custom_id', 'username'");
+        if !given {
+            r.entity_error(
+                "at least one of these fields must be non-empty: 'custom_id', 'username'",
+            );
         }
         Consumer {
             id,

@@ -8,9 +8,10 @@ use uuid::Uuid;
 use crate::entity::{Cx, EntityKindImpl, Fk};
 use crate::input::Reader;
 use crate::kind::EntityKind;
+use crate::typedefs::nonempty;
 
-/// The longest credential TTL we accept: 100 years in seconds.
-pub const MAX_TTL: i64 = 100 * 365 * 24 * 3600;
+/// Kong's `DAO_MAX_TTL` (seconds).
+pub const MAX_TTL: i64 = 100_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyauthCredential {
@@ -115,10 +116,16 @@ impl EntityKindImpl for BasicauthCredential {
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
         let created_at = cx.created_at(r);
+        let consumer_given = r.raw("consumer").is_some();
         let consumer = consumer(r, cx);
         let username = r.req_string("username");
+        let password_given = nonempty(r.raw("password"));
         let password = r.req_string("password");
         let tags = cx.tags(r);
+        // The hashing transformation needs both of its inputs.
+        if password_given && !consumer_given {
+            r.entity_error("all or none of these fields must be set: 'password', 'consumer.id'");
+        }
         // `_transform: false` (an exported file) carries the stored digest already.
         let password = match (password, consumer, cx.ctx.transform) {
             (Some(p), Some(c), true) => hash_password(c.id, &p),

@@ -2,10 +2,11 @@
 //! route and/or consumer.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::entity::{Cx, EntityKindImpl, Fk};
-use crate::error::FieldError;
+use crate::error::Errors;
 use crate::input::Reader;
 use crate::kind::EntityKind;
 use crate::plugins::{self, PluginConfig};
@@ -44,37 +45,49 @@ impl EntityKindImpl for Plugin {
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
-        let name = r.req_string("name");
+        // `name` selects the subschema; without a known one Kong validates nothing else.
+        let (name, stop) = match r.raw("name") {
+            None => (None, Some("required field missing".to_string())),
+            Some(Value::String(n)) if plugins::info(n).is_some() => (Some(n.clone()), None),
+            Some(Value::String(n)) => (Some(n.clone()), Some(not_enabled(n))),
+            Some(_) => (None, Some("expected a string".to_string())),
+        };
         let info = name.as_deref().and_then(plugins::info);
-        if let (Some(n), None) = (&name, &info) {
-            // Like Kong's subschema selection: an unknown plugin stops validation here.
-            r.error("name", not_enabled(n));
-        }
         let instance_name = r.string_with("instance_name", typedefs::utf8_name);
         let created_at = cx.created_at(r);
         let updated_at = cx.updated_at(r);
         let route = cx.foreign(r, "route", EntityKind::Route);
         let service = cx.foreign(r, "service", EntityKind::Service);
-        let consumer = cx.foreign(r, "consumer", EntityKind::Consumer);
+        // Plugins that identify the consumer specialise it to `typedefs.no_consumer`.
+        let consumer = if info.is_some_and(|i| i.no_consumer) && r.raw("consumer").is_some() {
+            r.error("consumer", "value must be null");
+            None
+        } else {
+            cx.foreign(r, "consumer", EntityKind::Consumer)
+        };
         let allowed = info.map(|i| i.protocols).unwrap_or(plugins::HTTP_PROTOCOLS);
-        let protocols = r
-            .strings("protocols", true, |p| crate::input::check_one_of(p, allowed))
-            .unwrap_or_else(|| allowed.iter().map(|s| s.to_string()).collect());
+        let protocols = typedefs::read_list(r, "protocols", true, |p| {
+            crate::input::check_one_of(p, allowed)
+        })
+        .unwrap_or_else(|| {
+            let default = info.map_or(plugins::HTTP_PROTOCOLS, |i| i.default_protocols);
+            default.iter().map(|s| s.to_string()).collect()
+        });
         let enabled = r.boolean("enabled").unwrap_or(true);
         let tags = cx.tags(r);
         let raw_config = r.raw("config");
 
         let mut config = None;
-        if let (Some(n), Some(info)) = (&name, info) {
-            if info.no_consumer && consumer.is_some() {
-                r.error("consumer", "value must be null");
-            }
+        if let (Some(n), Some(_)) = (&name, info) {
             match PluginConfig::read(n, raw_config).expect("info() found the plugin") {
                 Ok(c) => config = Some(c),
                 Err(e) => r.nested_error("config", e),
             }
-        } else if r.present("config") && !matches!(raw_config, Some(serde_json::Value::Object(_))) {
-            r.nested_error("config", FieldError::msg("expected a record"));
+        }
+        if let Some(m) = stop {
+            let mut only = Errors::default();
+            only.field("name", m);
+            *r.errors_mut() = only;
         }
 
         Plugin {

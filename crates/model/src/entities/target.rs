@@ -22,20 +22,15 @@ pub struct Target {
     pub tags: Option<Vec<String>>,
 }
 
-/// `host[:port]` with the default port filled in, IPv6 in brackets — the form Kong stores.
+/// The form Kong stores (`format_host(normalize_ip(t), 8000)`): default port 8000, IPv4
+/// without leading zeros, IPv6 fully expanded in brackets, names unchanged.
 pub fn normalize_target(s: &str) -> Result<String, String> {
-    let Some((host, port)) = typedefs::split_host_port(s) else {
-        return Err("Invalid target; not a valid hostname or ip address".into());
-    };
-    if !typedefs::valid_hostname_or_ip(host) {
-        return Err("Invalid target; not a valid hostname or ip address".into());
-    }
-    let port = port.unwrap_or(DEFAULT_TARGET_PORT);
-    if host.contains(':') {
-        Ok(format!("[{host}]:{port}"))
-    } else {
-        Ok(format!("{host}:{port}"))
-    }
+    let n = typedefs::normalize_ip(s)
+        .map_err(|_| format!("Invalid target ('{s}'); not a valid hostname or ip address"))?;
+    Ok(typedefs::format_host(
+        &n,
+        Some(u32::from(DEFAULT_TARGET_PORT)),
+    ))
 }
 
 impl EntityKindImpl for Target {
@@ -54,13 +49,15 @@ impl EntityKindImpl for Target {
         let updated_at = cx.updated_at(r);
         let upstream = cx.foreign(r, "upstream", EntityKind::Upstream);
         let upstream = r.required("upstream", upstream);
-        let target = r.req_string("target").and_then(|t| match normalize_target(&t) {
-            Ok(n) => Some(n),
-            Err(m) => {
-                r.error("target", m);
-                None
-            }
-        });
+        let target = r
+            .req_string("target")
+            .and_then(|t| match normalize_target(&t) {
+                Ok(n) => Some(n),
+                Err(m) => {
+                    r.error("target", m);
+                    None
+                }
+            });
         let weight = r.int_between("weight", 0, 65535).unwrap_or(DEFAULT_WEIGHT);
         let tags = cx.tags(r);
         Target {

@@ -66,7 +66,7 @@ fn deeper_nesting_is_printed_as_a_lua_table() {
     e.nested("healthchecks", FieldError::Record(hc));
     assert_eq!(
         KongError::schema_violation(&e).message,
-        "schema violation (healthchecks.active: {unhealthy={timeouts=value should be between 0 and 255}})"
+        "schema violation (healthchecks.active: {\n  unhealthy = {\n    timeouts = \"value should be between 0 and 255\"\n  }\n})"
     );
 }
 
@@ -87,7 +87,10 @@ fn unique_and_foreign_key_bodies() {
     );
     let composite = KongError::unique_violation(&[
         ("name", LuaValue::Str("key-auth".into())),
-        ("route", LuaValue::Table(vec![("id".into(), LuaValue::Str("r1".into()))])),
+        (
+            "route",
+            LuaValue::Table(vec![("id".into(), LuaValue::Str("r1".into()))]),
+        ),
         ("service", LuaValue::Null),
         ("consumer", LuaValue::Null),
     ]);
@@ -97,7 +100,11 @@ fn unique_and_foreign_key_bodies() {
     );
     assert_eq!(composite.status(), 409);
 
-    let fk = KongError::foreign_key_violation("service", "6f6c6b8e-1111-2222-3333-444455556666", "services");
+    let fk = KongError::foreign_key_violation(
+        "service",
+        "6f6c6b8e-1111-2222-3333-444455556666",
+        "services",
+    );
     assert_eq!(
         fk.to_json(),
         json!({"code": 4, "name": "foreign key violation",
@@ -123,27 +130,63 @@ fn every_code_has_kongs_number_name_and_status() {
     let table = [
         (ErrorCode::InvalidPrimaryKey, 1, "invalid primary key", 400),
         (ErrorCode::SchemaViolation, 2, "schema violation", 400),
-        (ErrorCode::PrimaryKeyViolation, 3, "primary key violation", 400),
-        (ErrorCode::ForeignKeyViolation, 4, "foreign key violation", 400),
-        (ErrorCode::UniqueViolation, 5, "unique constraint violation", 409),
+        (
+            ErrorCode::PrimaryKeyViolation,
+            3,
+            "primary key violation",
+            400,
+        ),
+        (
+            ErrorCode::ForeignKeyViolation,
+            4,
+            "foreign key violation",
+            400,
+        ),
+        (
+            ErrorCode::UniqueViolation,
+            5,
+            "unique constraint violation",
+            409,
+        ),
         (ErrorCode::NotFound, 6, "not found", 404),
         (ErrorCode::InvalidOffset, 7, "invalid offset", 400),
         (ErrorCode::DatabaseError, 8, "database error", 500),
         (ErrorCode::InvalidSize, 9, "invalid size", 400),
         (ErrorCode::InvalidUnique, 10, "invalid unique", 400),
         (ErrorCode::InvalidOptions, 11, "invalid options", 400),
-        (ErrorCode::OperationUnsupported, 12, "operation unsupported", 405),
-        (ErrorCode::ForeignKeysUnresolved, 13, "foreign keys unresolved", 400),
-        (ErrorCode::DeclarativeConfig, 14, "invalid declarative configuration", 400),
+        (
+            ErrorCode::OperationUnsupported,
+            12,
+            "operation unsupported",
+            405,
+        ),
+        (
+            ErrorCode::ForeignKeysUnresolved,
+            13,
+            "foreign keys unresolved",
+            400,
+        ),
+        (
+            ErrorCode::DeclarativeConfig,
+            14,
+            "invalid declarative configuration",
+            400,
+        ),
     ];
     for (code, n, name, status) in table {
-        assert_eq!((code.number(), code.name(), code.http_status()), (n, name, status));
+        assert_eq!(
+            (code.number(), code.name(), code.http_status()),
+            (n, name, status)
+        );
     }
     assert_eq!(
         KongError::invalid_offset("abc", "bad base64").to_json(),
         json!({"code": 7, "name": "invalid offset", "message": "'abc' is not a valid offset: bad base64"})
     );
-    assert_eq!(KongError::invalid_size("invalid size").to_json()["code"], json!(9));
+    assert_eq!(
+        KongError::invalid_size("invalid size").to_json()["code"],
+        json!(9)
+    );
     let mut opts = BTreeMap::new();
     opts.insert("tags".to_string(), "cannot be more than 5".to_string());
     assert_eq!(

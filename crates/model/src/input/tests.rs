@@ -43,11 +43,14 @@ fn unknown_fields_are_reported_and_null_means_unset() {
 
 #[test]
 fn ranges_sets_and_positions() {
-    let errs = errors_of(json!({"port": 70000, "m": ["GET", 5, "x"], "ok": [1, 1000]}), |r| {
-        r.int_between("port", 0, 65535);
-        r.strings("m", true, |s| check_one_of(s, &["GET", "POST"]));
-        r.integers("ok", 100, 999);
-    });
+    let errs = errors_of(
+        json!({"port": 70000, "m": ["GET", 5, "x"], "ok": [1, 1000]}),
+        |r| {
+            r.int_between("port", 0, 65535);
+            r.strings("m", true, |s| check_one_of(s, &["GET", "POST"]));
+            r.integers("ok", 100, 999);
+        },
+    );
     assert_eq!(
         errs,
         json!({"port": "value should be between 0 and 65535",
@@ -60,7 +63,10 @@ fn ranges_sets_and_positions() {
 fn sets_drop_duplicates_and_records_nest_errors() {
     let v = json!({"tags": ["a", "b", "a"], "rec": {"x": "1", "y": 2}});
     let mut r = Reader::new(&v).unwrap();
-    assert_eq!(r.strings("tags", true, |_| Ok(())), Some(vec!["a".into(), "b".into()]));
+    assert_eq!(
+        r.strings("tags", true, |_| Ok(())),
+        Some(vec!["a".into(), "b".into()])
+    );
     let got = r.record("rec", |rr| rr.integer("x"));
     assert_eq!(got, None);
     assert_eq!(

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use super::PluginSchema;
 use crate::input::Reader;
-use crate::typedefs;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorrelationIdConfig {
@@ -20,8 +19,9 @@ impl PluginSchema for CorrelationIdConfig {
 
     fn read(r: &mut Reader<'_>) -> Self {
         CorrelationIdConfig {
+            // A plain string in Kong's schema, not `typedefs.header_name`.
             header_name: r
-                .string_with("header_name", typedefs::header_name)
+                .string("header_name")
                 .unwrap_or_else(|| "Kong-Request-ID".into()),
             generator: r
                 .one_of("generator", &["uuid", "uuid#counter", "tracker"])

@@ -5,18 +5,40 @@ use tidegate_model::{Ctx, Fixed, NoLookup};
 
 use crate::command::{Command, EntityRef, Op};
 use crate::machine::Machine;
+use crate::state::ConfigState;
 
 /// A small config built the same way every time: fixed ids, times and entropy.
 fn golden_machine() -> (Machine, Vec<Command>) {
     let bodies = [
-        (EntityKind::Service, json!({"name": "billing", "url": "https://billing.internal:8443/v1", "tags": ["prod"]})),
-        (EntityKind::Route, json!({"name": "billing-route", "paths": ["/billing", "~/invoices/(?<id>\\d+)$"], "methods": ["GET"], "service": {"name": "billing"}})),
-        (EntityKind::Consumer, json!({"username": "alice", "custom_id": "a-1"})),
-        (EntityKind::KeyauthCredential, json!({"key": "k-1", "consumer": {"username": "alice"}})),
-        (EntityKind::Acl, json!({"group": "admins", "consumer": {"username": "alice"}})),
-        (EntityKind::Plugin, json!({"name": "correlation-id", "route": {"name": "billing-route"}})),
+        (
+            EntityKind::Service,
+            json!({"name": "billing", "url": "https://billing.internal:8443/v1", "tags": ["prod"]}),
+        ),
+        (
+            EntityKind::Route,
+            json!({"name": "billing-route", "paths": ["/billing", "~/invoices/(?<id>\\d+)$"], "methods": ["GET"], "service": {"name": "billing"}}),
+        ),
+        (
+            EntityKind::Consumer,
+            json!({"username": "alice", "custom_id": "a-1"}),
+        ),
+        (
+            EntityKind::KeyauthCredential,
+            json!({"key": "k-1", "consumer": {"username": "alice"}}),
+        ),
+        (
+            EntityKind::Acl,
+            json!({"group": "admins", "consumer": {"username": "alice"}}),
+        ),
+        (
+            EntityKind::Plugin,
+            json!({"name": "correlation-id", "route": {"name": "billing-route"}}),
+        ),
         (EntityKind::Upstream, json!({"name": "billing.upstream"})),
-        (EntityKind::Target, json!({"target": "10.0.0.7:9000", "weight": 20, "upstream": {"name": "billing.upstream"}})),
+        (
+            EntityKind::Target,
+            json!({"target": "10.0.0.7:9000", "weight": 20, "upstream": {"name": "billing.upstream"}}),
+        ),
     ];
     let mut m = Machine::new();
     let mut cmds = Vec::new();
@@ -136,12 +158,20 @@ fn an_older_reader_ignores_fields_appended_by_a_newer_schema() {
         schema: ENTITY_SCHEMA,
         bytes,
     };
-    assert!(matches!(decode_entity(&same), Err(CodecError::Trailing { .. })));
+    assert!(matches!(
+        decode_entity(&same),
+        Err(CodecError::Trailing { .. })
+    ));
 }
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    for input in [&b""[..], b"\xff\xff\xff\xff", b"\x01\x02\x03", &[0u8; 64][..]] {
+    for input in [
+        &b""[..],
+        b"\xff\xff\xff\xff",
+        b"\x01\x02\x03",
+        &[0u8; 64][..],
+    ] {
         let _ = decode_event(input);
         let _ = decode_snapshot(input);
     }

@@ -37,12 +37,23 @@ fn run(m: &mut Machine, n: u128, op: Op) -> Outcome {
 #[test]
 fn create_assigns_the_fixed_id_and_one_version() {
     let mut m = Machine::new();
-    let out = run(&mut m, 1, create(EntityKind::Service, json!({"name": "a", "host": "example.com"})));
+    let out = run(
+        &mut m,
+        1,
+        create(
+            EntityKind::Service,
+            json!({"name": "a", "host": "example.com"}),
+        ),
+    );
     let applied = out.expect("valid service");
     assert_eq!(applied.entity, Some((EntityKind::Service, fixed(1).id)));
     assert_eq!(applied.version, 1);
     assert_eq!(m.config.version(), 1);
-    let svc = m.config.get(EntityKind::Service, fixed(1).id).unwrap().to_json();
+    let svc = m
+        .config
+        .get(EntityKind::Service, fixed(1).id)
+        .unwrap()
+        .to_json();
     assert_eq!(svc["created_at"], json!(fixed(1).now));
     assert_eq!(svc["port"], json!(80));
 }
@@ -50,9 +61,18 @@ fn create_assigns_the_fixed_id_and_one_version() {
 #[test]
 fn duplicate_names_are_a_409_with_kongs_body() {
     let mut m = Machine::new();
-    run(&mut m, 1, create(EntityKind::Service, json!({"name": "x", "host": "a.com"}))).unwrap();
-    let err = run(&mut m, 2, create(EntityKind::Service, json!({"name": "x", "host": "b.com"})))
-        .unwrap_err();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "x", "host": "a.com"})),
+    )
+    .unwrap();
+    let err = run(
+        &mut m,
+        2,
+        create(EntityKind::Service, json!({"name": "x", "host": "b.com"})),
+    )
+    .unwrap_err();
     assert_eq!(err.status(), 409);
     assert_eq!(
         err.to_json(),
@@ -79,9 +99,30 @@ fn a_retried_request_applies_once() {
 #[test]
 fn deleting_a_referenced_service_is_refused_and_cascades_go_children_first() {
     let mut m = Machine::new();
-    run(&mut m, 1, create(EntityKind::Service, json!({"name": "s", "host": "a.com"}))).unwrap();
-    run(&mut m, 2, create(EntityKind::Route, json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}))).unwrap();
-    run(&mut m, 3, create(EntityKind::Plugin, json!({"name": "correlation-id", "service": {"name": "s"}}))).unwrap();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
+    )
+    .unwrap();
+    run(
+        &mut m,
+        2,
+        create(
+            EntityKind::Route,
+            json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}),
+        ),
+    )
+    .unwrap();
+    run(
+        &mut m,
+        3,
+        create(
+            EntityKind::Plugin,
+            json!({"name": "correlation-id", "service": {"name": "s"}}),
+        ),
+    )
+    .unwrap();
     let err = run(
         &mut m,
         4,
@@ -100,8 +141,22 @@ fn deleting_a_referenced_service_is_refused_and_cascades_go_children_first() {
     assert_eq!(m.config.len(), 3);
 
     // Without the route, the service goes and takes its plugin with it.
-    run(&mut m, 5, Op::Delete { kind: EntityKind::Route, key: EntityRef::Key("r".into()) }).unwrap();
-    let (out, events) = m.execute(&cmd(6, Op::Delete { kind: EntityKind::Service, key: EntityRef::Key("s".into()) }));
+    run(
+        &mut m,
+        5,
+        Op::Delete {
+            kind: EntityKind::Route,
+            key: EntityRef::Key("r".into()),
+        },
+    )
+    .unwrap();
+    let (out, events) = m.execute(&cmd(
+        6,
+        Op::Delete {
+            kind: EntityKind::Service,
+            key: EntityRef::Key("s".into()),
+        },
+    ));
     out.unwrap();
     let kinds: Vec<EntityKind> = events.iter().map(|e| e.change.kind()).collect();
     assert_eq!(kinds, vec![EntityKind::Plugin, EntityKind::Service]);
@@ -112,7 +167,14 @@ fn deleting_a_referenced_service_is_refused_and_cascades_go_children_first() {
 #[test]
 fn deleting_what_is_absent_succeeds_without_a_version() {
     let mut m = Machine::new();
-    let out = run(&mut m, 1, Op::Delete { kind: EntityKind::Service, key: EntityRef::Key("nope".into()) });
+    let out = run(
+        &mut m,
+        1,
+        Op::Delete {
+            kind: EntityKind::Service,
+            key: EntityRef::Key("nope".into()),
+        },
+    );
     assert_eq!(out.unwrap().events, 0);
     assert_eq!(m.config.version(), 0);
 }
@@ -120,7 +182,15 @@ fn deleting_what_is_absent_succeeds_without_a_version() {
 #[test]
 fn patch_merges_and_keeps_id_and_created_at() {
     let mut m = Machine::new();
-    run(&mut m, 1, create(EntityKind::Service, json!({"name": "s", "host": "a.com", "path": "/x"}))).unwrap();
+    run(
+        &mut m,
+        1,
+        create(
+            EntityKind::Service,
+            json!({"name": "s", "host": "a.com", "path": "/x"}),
+        ),
+    )
+    .unwrap();
     run(
         &mut m,
         2,
@@ -131,7 +201,11 @@ fn patch_merges_and_keeps_id_and_created_at() {
         },
     )
     .unwrap();
-    let svc = m.config.get(EntityKind::Service, fixed(1).id).unwrap().to_json();
+    let svc = m
+        .config
+        .get(EntityKind::Service, fixed(1).id)
+        .unwrap()
+        .to_json();
     assert_eq!(svc["retries"], json!(9));
     assert_eq!(svc["path"], Value::Null);
     assert_eq!(svc["host"], json!("a.com"));
@@ -159,43 +233,103 @@ fn upsert_by_name_creates_then_replaces_with_defaults() {
         key: EntityRef::Key("s".into()),
         body: body.to_string(),
     };
-    run(&mut m, 1, upsert(json!({"host": "a.com", "retries": 1, "name": "ignored"}))).unwrap();
-    let id = m.config.find_by_key(EntityKind::Service, "s").expect("the URL name wins");
+    run(
+        &mut m,
+        1,
+        upsert(json!({"host": "a.com", "retries": 1, "name": "ignored"})),
+    )
+    .unwrap();
+    let id = m
+        .config
+        .find_by_key(EntityKind::Service, "s")
+        .expect("the URL name wins");
     run(&mut m, 2, upsert(json!({"host": "b.com"}))).unwrap();
     let svc = m.config.get(EntityKind::Service, id).unwrap().to_json();
     assert_eq!(svc["host"], json!("b.com"));
-    assert_eq!(svc["retries"], json!(5), "PUT replaces: unspecified fields go back to defaults");
+    assert_eq!(
+        svc["retries"],
+        json!(5),
+        "PUT replaces: unspecified fields go back to defaults"
+    );
     assert_eq!(m.config.count(EntityKind::Service), 1);
 }
 
 #[test]
 fn reimporting_the_same_entities_produces_no_events() {
     let mut m = Machine::new();
-    run(&mut m, 1, create(EntityKind::Service, json!({"name": "s", "host": "a.com"}))).unwrap();
-    run(&mut m, 2, create(EntityKind::Consumer, json!({"username": "u"}))).unwrap();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
+    )
+    .unwrap();
+    run(
+        &mut m,
+        2,
+        create(EntityKind::Consumer, json!({"username": "u"})),
+    )
+    .unwrap();
     let entities: Vec<Entity> = m.config.iter().cloned().collect();
-    let (out, events) = m.execute(&cmd(3, Op::Import { entities: entities.clone() }));
+    let (out, events) = m.execute(&cmd(
+        3,
+        Op::Import {
+            entities: entities.clone(),
+        },
+    ));
     assert_eq!(out.unwrap().events, 0);
     assert!(events.is_empty());
 
     // Dropping one entity from the import deletes exactly that one.
-    let fewer: Vec<Entity> = entities.into_iter().filter(|e| e.kind() != EntityKind::Consumer).collect();
+    let fewer: Vec<Entity> = entities
+        .into_iter()
+        .filter(|e| e.kind() != EntityKind::Consumer)
+        .collect();
     let (_, events) = m.execute(&cmd(4, Op::Import { entities: fewer }));
     assert_eq!(events.len(), 1);
-    assert!(matches!(events[0].change, Change::Delete { kind: EntityKind::Consumer, .. }));
+    assert!(matches!(
+        events[0].change,
+        Change::Delete {
+            kind: EntityKind::Consumer,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn an_import_with_a_dangling_reference_is_refused_whole() {
     let mut m = Machine::new();
-    run(&mut m, 1, create(EntityKind::Service, json!({"name": "s", "host": "a.com"}))).unwrap();
-    run(&mut m, 2, create(EntityKind::Route, json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}))).unwrap();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
+    )
+    .unwrap();
+    run(
+        &mut m,
+        2,
+        create(
+            EntityKind::Route,
+            json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}),
+        ),
+    )
+    .unwrap();
     // Keep the route, drop its service.
     let route_only: Vec<Entity> = m.config.iter_kind(EntityKind::Route).cloned().collect();
     let before = m.config.clone();
-    let err = run(&mut m, 3, Op::Import { entities: route_only }).unwrap_err();
+    let err = run(
+        &mut m,
+        3,
+        Op::Import {
+            entities: route_only,
+        },
+    )
+    .unwrap_err();
     assert_eq!(err.code, tidegate_model::ErrorCode::DeclarativeConfig);
-    assert!(err.message.contains("no such entry in 'services'"), "{}", err.message);
+    assert!(
+        err.message.contains("no such entry in 'services'"),
+        "{}",
+        err.message
+    );
     assert_eq!(m.config, before);
 }
 
@@ -205,22 +339,60 @@ fn an_import_with_a_dangling_reference_is_refused_whole() {
 /// conflicts, dangling references, cascades and retries often.
 #[derive(Debug, Clone)]
 enum Action {
-    Service { name: u8, host: u8, retries: u8 },
-    Route { name: u8, service: u8, path: u8 },
-    Consumer { name: u8 },
-    KeyAuth { consumer: u8, key: u8 },
-    Acl { consumer: u8, group: u8 },
-    Plugin { service: Option<u8> },
-    Upstream { name: u8 },
-    Target { upstream: u8, port: u8 },
-    PatchService { name: u8, retries: u8 },
-    UpsertConsumer { name: u8, custom: u8 },
-    Delete { kind: u8, name: u8 },
-    Invalid { port: u32 },
+    Service {
+        name: u8,
+        host: u8,
+        retries: u8,
+    },
+    Route {
+        name: u8,
+        service: u8,
+        path: u8,
+    },
+    Consumer {
+        name: u8,
+    },
+    KeyAuth {
+        consumer: u8,
+        key: u8,
+    },
+    Acl {
+        consumer: u8,
+        group: u8,
+    },
+    Plugin {
+        service: Option<u8>,
+    },
+    Upstream {
+        name: u8,
+    },
+    Target {
+        upstream: u8,
+        port: u8,
+    },
+    PatchService {
+        name: u8,
+        retries: u8,
+    },
+    UpsertConsumer {
+        name: u8,
+        custom: u8,
+    },
+    Delete {
+        kind: u8,
+        name: u8,
+    },
+    Invalid {
+        port: u32,
+    },
     /// Re-send the command `back` steps earlier with its request id.
-    Retry { back: u8 },
+    Retry {
+        back: u8,
+    },
     /// Replace the whole config by what it was `back` steps earlier.
-    Import { back: u8 },
+    Import {
+        back: u8,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -251,16 +423,27 @@ fn commands(actions: &[Action]) -> Vec<Command> {
         let n = i as u128 + 1;
         let svc = |i: u8| format!("svc-{i}");
         let op = match a {
-            Action::Service { name, host, retries } => create(
+            Action::Service {
+                name,
+                host,
+                retries,
+            } => create(
                 EntityKind::Service,
                 json!({"name": svc(*name), "host": format!("h{host}.example"), "retries": retries}),
             ),
-            Action::Route { name, service, path } => create(
+            Action::Route {
+                name,
+                service,
+                path,
+            } => create(
                 EntityKind::Route,
                 json!({"name": format!("route-{name}"), "paths": [format!("/p{path}")],
                        "service": {"name": svc(*service)}}),
             ),
-            Action::Consumer { name } => create(EntityKind::Consumer, json!({"username": format!("user-{name}")})),
+            Action::Consumer { name } => create(
+                EntityKind::Consumer,
+                json!({"username": format!("user-{name}")}),
+            ),
             Action::KeyAuth { consumer, key } => create(
                 EntityKind::KeyauthCredential,
                 json!({"key": format!("key-{key}"), "consumer": {"username": format!("user-{consumer}")}}),
@@ -276,7 +459,10 @@ fn commands(actions: &[Action]) -> Vec<Command> {
                 }
                 create(EntityKind::Plugin, body)
             }
-            Action::Upstream { name } => create(EntityKind::Upstream, json!({"name": format!("up{name}.internal")})),
+            Action::Upstream { name } => create(
+                EntityKind::Upstream,
+                json!({"name": format!("up{name}.internal")}),
+            ),
             Action::Target { upstream, port } => create(
                 EntityKind::Target,
                 json!({"target": format!("10.0.0.1:{}", 8000 + *port as u16),
@@ -300,26 +486,41 @@ fn commands(actions: &[Action]) -> Vec<Command> {
                     3 => (EntityKind::Upstream, format!("up{name}.internal")),
                     _ => (EntityKind::KeyauthCredential, format!("key-{name}")),
                 };
-                Op::Delete { kind, key: EntityRef::Key(key) }
+                Op::Delete {
+                    kind,
+                    key: EntityRef::Key(key),
+                }
             }
-            Action::Invalid { port } => create(EntityKind::Service, json!({"host": "x.example", "port": port})),
+            Action::Invalid { port } => create(
+                EntityKind::Service,
+                json!({"host": "x.example", "port": port}),
+            ),
             Action::Retry { back } => {
-                if let Some(prev) = out.len().checked_sub(*back as usize).and_then(|j| out.get(j)) {
+                if let Some(prev) = out
+                    .len()
+                    .checked_sub(*back as usize)
+                    .and_then(|j| out.get(j))
+                {
                     let c = prev.clone();
-                    m.execute(&c);
+                    let _ = m.execute(&c);
                     out.push(c);
                     history.push(m.config.iter().cloned().collect());
                     continue;
                 }
-                create(EntityKind::Consumer, json!({"username": format!("late-{i}")}))
+                create(
+                    EntityKind::Consumer,
+                    json!({"username": format!("late-{i}")}),
+                )
             }
             Action::Import { back } => {
                 let j = history.len().saturating_sub(1 + *back as usize);
-                Op::Import { entities: history[j].clone() }
+                Op::Import {
+                    entities: history[j].clone(),
+                }
             }
         };
         let c = cmd(n, op);
-        m.execute(&c);
+        let _ = m.execute(&c);
         out.push(c);
         history.push(m.config.iter().cloned().collect());
     }
@@ -333,7 +534,14 @@ fn execute_all(cmds: &[Command]) -> (Machine, Vec<Event>) {
     let mut events = Vec::new();
     for c in cmds {
         let before = m.config.clone();
+        let retry = m.requests.get(&c.request_id).cloned();
         let (outcome, evs) = m.execute(c);
+        if let Some(first) = retry {
+            assert_eq!(outcome, first, "a retry got a different answer");
+            assert!(evs.is_empty(), "a retry applied again");
+            assert_eq!(m.config, before, "a retry changed the config");
+            continue;
+        }
         match &outcome {
             Err(_) => assert_eq!(m.config, before, "a rejected command changed the config"),
             Ok(a) => {

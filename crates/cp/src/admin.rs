@@ -1,0 +1,1 @@
+//! The Kong-compatible Admin API over HTTP (being built).

@@ -1,0 +1,18 @@
+//! The control plane: the Kong-compatible Admin API, the replicated write path (every
+//! mutation is a Command through Raft; followers forward to the leader and answer once
+//! their own state machine applied it), and cluster membership.
+//!
+//! ```text
+//!  HTTP ──▶ admin (routing, Kong bodies) ──▶ Backend::write(Op) ──▶ write path ──▶ Raft
+//!                                      └──▶ Backend::read(|machine| …)  (local state)
+//! ```
+//!
+//! The Admin API only sees the [`Backend`] trait, so it is tested against an in-process
+//! machine and runs unchanged on a real Raft node.
+
+pub mod admin;
+mod backend;
+
+pub use backend::{
+    Backend, ClusterMember, ClusterStatus, MemberChangeError, NodeInfo, WriteError, WriteOk,
+};

@@ -1,0 +1,45 @@
+//! openraft's storage conformance suite against both stores.
+
+use std::time::Instant;
+
+use openraft::testing::{StoreBuilder, Suite};
+use tempfile::TempDir;
+use tidegate_raft::{
+    open_sled, MemLogStore, MemStateMachine, MemStorage, SledLogStore, SledStateMachine,
+    StorageError, TypeConfig,
+};
+
+struct MemBuilder;
+
+impl StoreBuilder<TypeConfig, MemLogStore, MemStateMachine> for MemBuilder {
+    async fn build(&self) -> Result<((), MemLogStore, MemStateMachine), StorageError> {
+        let (log, sm) = MemStorage::new().open()?;
+        Ok(((), log, sm))
+    }
+}
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, SledLogStore, SledStateMachine, TempDir> for SledBuilder {
+    async fn build(&self) -> Result<(TempDir, SledLogStore, SledStateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (log, sm) = open_sled(dir.path())?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // wall time of a real-disk test, printed only
+fn memory_store_passes_the_openraft_suite() {
+    let start = Instant::now();
+    Suite::test_all(MemBuilder).unwrap();
+    eprintln!("memory store suite: {:?}", start.elapsed());
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // wall time of a real-disk test, printed only
+fn sled_store_passes_the_openraft_suite() {
+    let start = Instant::now();
+    Suite::test_all(SledBuilder).unwrap();
+    eprintln!("sled store suite: {:?}", start.elapsed());
+}
