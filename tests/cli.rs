@@ -144,12 +144,31 @@ fn a_missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn start_says_it_is_not_supported_yet() {
+fn the_data_plane_role_says_it_is_not_supported_yet() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tidegate(&["start"], dir.path());
-    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["start", "-p", "data"])
+        .env("TIDEGATE_ROLE", "data_plane")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("not supported yet"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_settings_stop_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tidegate.conf"), "role = leader\n").unwrap();
+    let out = tidegate(&["start", "-c", "tidegate.conf"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("role = 'leader' must be one of traditional, control_plane, data_plane"),
         "{}",
         stderr(&out)
     );

@@ -1,1 +1,139 @@
-//! The Kong-compatible Admin API over HTTP (being built).
+//! The Kong-compatible Admin API over HTTP.
+//!
+//! ```text
+//!  TcpListener ─accept─▶ hyper (HTTP/1.1, h2c) ─▶ routing: path + method ─▶ handler
+//!                                                   ├─ entities: Backend::read / Backend::write(Op)
+//!                                                   ├─ info: GET /, GET /status
+//!                                                   └─ cluster: /clustering/control-planes
+//!  shutdown ─▶ stop accepting, let in-flight requests finish (at most SHUTDOWN_GRACE)
+//! ```
+//!
+//! Everything a Kong client parses is Kong's: status codes, `{"message":"Not found"}`,
+//! error bodies from [`tidegate_model::KongError`], entity bodies from
+//! [`tidegate_model::Entity::to_json`], pagination and tag filters. What is ours
+//! (write errors, `X-Request-Id`, clustering) says so where it happens.
+//!
+//! Served today: services and routes (top level, nested, `/routes/{r}/service`). Every
+//! other entity path answers 404 until its issue lands.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::backend::Backend;
+
+mod cluster;
+mod entities;
+mod info;
+mod pagination;
+mod reply;
+mod request;
+mod routing;
+
+/// Largest request body accepted; larger ones get a 413.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Kong's default page size.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Kong's `max_page_size`.
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Kong refuses tag filters with more tags than this.
+pub const MAX_QUERY_TAGS: usize = 5;
+/// How long in-flight requests may run after shutdown before their connections are dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// A client that has not sent its request headers within this time is disconnected.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error that is not about one connection (e.g. out of descriptors),
+/// so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the Admin API on `listener` until `shutdown` resolves; then stops accepting and
+/// waits for in-flight requests (at most [`SHUTDOWN_GRACE`]) before returning.
+pub async fn serve<B: Backend>(
+    listener: TcpListener,
+    backend: Arc<B>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ctx = Arc::new(routing::Ctx::new(backend));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "admin API listening");
+    }
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_connection_error(&e) => {
+                debug!(error = %e, "accept failed for one connection");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed; pausing");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        ctx.counters.connection_opened();
+        let svc_ctx = ctx.clone();
+        let svc = service_fn(move |req| {
+            let ctx = svc_ctx.clone();
+            async move { Ok::<_, std::convert::Infallible>(routing::handle(req, &ctx).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let conn_ctx = ctx.clone();
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                conn_ctx.counters.connection_closed();
+            }
+            .instrument(tracing::debug_span!("admin_conn", %peer)),
+        );
+    }
+
+    drop(listener);
+    info!("admin API stopped accepting; finishing in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?SHUTDOWN_GRACE, "admin API connections still open after the grace period; dropping them");
+    }
+    Ok(())
+}
+
+/// Errors that concern only the connection being accepted: the listener is fine.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@
 
 pub mod admin;
 mod backend;
+pub mod node;
 
 pub use backend::{
     Backend, ClusterMember, ClusterStatus, MemberChangeError, NodeInfo, WriteError, WriteOk,

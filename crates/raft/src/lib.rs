@@ -9,13 +9,15 @@
 //!                                    (reads, events_since, applied watch)
 //! ```
 //!
-//! The network (tonic) and the CP's write path live elsewhere.
+//! `network` carries Raft RPCs (and Commands forwarded to the leader) over tonic with
+//! mutual TLS; the CP's write path lives in `tidegate-cp`.
 
 // `StorageError` is openraft's, and its traits return it: boxing it here would only add
 // conversions at every call.
 #![allow(clippy::result_large_err)]
 
 mod mem;
+pub mod network;
 mod runtime;
 mod sled_store;
 mod sm;

@@ -2,6 +2,8 @@
 //! wiring of control plane, data plane and traditional mode.
 
 mod config_cmd;
+mod settings;
+mod start;
 
 use std::process::ExitCode;
 
@@ -24,15 +26,30 @@ enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
-    /// Start the gateway (not built yet: arrives with the control plane).
+    /// Start the gateway in the foreground (SIGTERM drains and exits). With no settings:
+    /// role = traditional, data in ./tidegate-data, Admin API on 127.0.0.1:8001.
     Start {
-        /// Settings file in kong.conf syntax.
+        /// Settings file in kong.conf syntax (`key = value`); `TIDEGATE_<KEY>` overrides.
         #[arg(short = 'c', long = "conf")]
-        conf: Option<String>,
-        /// Directory for the node's data.
+        conf: Option<std::path::PathBuf>,
+        /// Directory for the node's data (overrides `prefix`).
         #[arg(short = 'p', long = "prefix")]
-        prefix: Option<String>,
+        prefix: Option<std::path::PathBuf>,
     },
+}
+
+fn start(
+    conf: Option<std::path::PathBuf>,
+    prefix: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let settings = settings::load(conf.as_deref(), prefix.as_deref(), std::env::vars())?;
+    start::init_tracing(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(start::run(settings))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -47,14 +64,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => config_cmd::run(command),
-        Command::Start { .. } => {
-            eprintln!(
-                "Error: 'tidegate start' is not supported yet: the control plane, data plane and \
-                 proxy are still being built. Today tidegate can check declarative files: \
-                 'tidegate config parse FILE'."
-            );
-            Ok(ExitCode::from(2))
-        }
+        Command::Start { conf, prefix } => start(conf, prefix),
     };
     match result {
         Ok(code) => code,

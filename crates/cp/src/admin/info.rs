@@ -1,0 +1,71 @@
+//! `GET /` and `GET /status`: what clients read to learn which Kong API they talk to.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+use tidegate_model::{plugins, Entity, EntityKind, KONG_COMPAT_VERSION};
+
+use super::reply::Reply;
+use super::routing::Ctx;
+use crate::backend::Backend;
+
+const TAGLINE: &str = "Welcome to tidegate";
+
+/// `version` is the Kong version whose API we implement: decK and other clients gate
+/// features on it. Our own version has a field of its own.
+pub(super) fn root<B: Backend>(ctx: &Ctx<B>) -> Reply {
+    let node = ctx.backend.node_info();
+    let available: Map<String, Value> = plugins::bundled()
+        .into_iter()
+        .map(|p| {
+            (
+                p.name.to_string(),
+                json!({ "version": p.version, "priority": p.priority }),
+            )
+        })
+        .collect();
+    let enabled: BTreeSet<String> = ctx.backend.read(|m| {
+        m.config
+            .iter_kind(EntityKind::Plugin)
+            .filter_map(|e| match e {
+                Entity::Plugin(p) => Some(p.name.clone()),
+                _ => None,
+            })
+            .collect()
+    });
+    Reply::ok(json!({
+        "version": KONG_COMPAT_VERSION,
+        "tidegate_version": node.tidegate_version,
+        "edition": "community",
+        "tagline": TAGLINE,
+        "node_id": node.node_id,
+        "hostname": node.hostname,
+        "configuration": {
+            "role": node.role,
+            "database": "off",
+            "admin_listen": node.admin_listen,
+        },
+        "plugins": {
+            "available_on_server": available,
+            "enabled_in_cluster": enabled.into_iter().collect::<Vec<_>>(),
+        },
+    }))
+}
+
+/// Kong's `/status` minus `memory` (no Lua VMs here) and the nginx connection states we
+/// cannot observe through hyper.
+pub(super) fn status<B: Backend>(ctx: &Ctx<B>) -> Reply {
+    let hash = ctx.backend.read(|m| m.config.hash().to_hex());
+    let (accepted, active, requests) = ctx.counters.snapshot();
+    Reply::ok(json!({
+        "database": { "reachable": true },
+        "server": {
+            "connections_accepted": accepted,
+            // Nothing is ever dropped before being handled.
+            "connections_handled": accepted,
+            "connections_active": active,
+            "total_requests": requests,
+        },
+        "configuration_hash": hash,
+    }))
+}

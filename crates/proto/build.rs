@@ -1,0 +1,13 @@
+//! Compiles `proto/*.proto` in pure Rust (protox), so no `protoc` is needed on the machine.
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["raft.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let fds = protox::compile(files, [&root]).expect("the .proto files compile");
+    tonic_prost_build::configure()
+        .compile_fds(fds)
+        .expect("tonic code generation succeeds");
+}

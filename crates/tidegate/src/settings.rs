@@ -1,0 +1,345 @@
+//! Process settings: a `tidegate.conf` in Kong's `key = value` syntax, every key
+//! overridable by `TIDEGATE_<KEY>` in the environment, then validated into [`Settings`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+
+pub const DEFAULT_PREFIX: &str = "./tidegate-data";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8001";
+pub const DEFAULT_RAFT_LISTEN: &str = "0.0.0.0:8007";
+pub const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8005";
+pub const DEFAULT_PROXY_LISTEN: &str = "0.0.0.0:8000, 0.0.0.0:8443 ssl";
+/// A settings file is small; anything larger is a mistake.
+const MAX_CONF_BYTES: u64 = 1 << 20;
+
+/// Every key tidegate understands, with its default ("" when unset).
+const KEYS: &[(&str, &str)] = &[
+    ("role", "traditional"),
+    ("prefix", DEFAULT_PREFIX),
+    ("proxy_listen", DEFAULT_PROXY_LISTEN),
+    ("admin_listen", DEFAULT_ADMIN_LISTEN),
+    ("status_listen", "off"),
+    ("cluster_listen", DEFAULT_CLUSTER_LISTEN),
+    ("cluster_control_plane", "127.0.0.1:8005"),
+    ("cluster_mtls", "shared"),
+    ("cluster_cert", ""),
+    ("cluster_cert_key", ""),
+    ("cluster_ca_cert", ""),
+    ("cluster_server_name", ""),
+    ("cluster_dp_labels", ""),
+    ("cluster_max_payload", "16777216"),
+    ("cluster_data_plane_purge_delay", "1209600"),
+    ("declarative_config", ""),
+    ("plugins", "bundled"),
+    ("log_level", "notice"),
+    ("raft_node_id", "1"),
+    ("raft_listen", DEFAULT_RAFT_LISTEN),
+    ("raft_advertise", ""),
+    ("raft_peers", ""),
+    ("raft_cert", ""),
+    ("raft_cert_key", ""),
+    ("raft_ca_cert", ""),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Traditional,
+    ControlPlane,
+    DataPlane,
+}
+
+#[derive(Debug, Clone)]
+pub struct RaftFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// Validated settings. Only what the built roles use is typed here; the rest is checked
+/// for syntax so that a typo fails at start-up rather than later.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub role: Role,
+    pub prefix: PathBuf,
+    pub admin_listen: SocketAddr,
+    pub log_level: String,
+    pub raft_node_id: u64,
+    pub raft_listen: SocketAddr,
+    /// The address peers dial; defaults to `raft_listen`.
+    pub raft_advertise: String,
+    /// The initial group: `(id, address)`; empty for a single-node group.
+    pub raft_peers: Vec<(u64, String)>,
+    pub raft_tls: Option<RaftFiles>,
+}
+
+/// Reads `key = value` lines; `#` starts a comment unless escaped as `\#`.
+pub fn parse_conf(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (n, raw) in text.lines().enumerate() {
+        let mut line = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&'#') => {
+                    line.push('#');
+                    chars.next();
+                }
+                '#' => break,
+                c => line.push(c),
+            }
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow!("line {}: expected 'key = value', got '{line}'", n + 1))?;
+        let key = k.trim().to_ascii_lowercase();
+        if !KEYS.iter().any(|(known, _)| *known == key) {
+            bail!("line {}: unknown setting '{key}'", n + 1);
+        }
+        out.insert(key, v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Defaults, then the file, then `TIDEGATE_*` from `env`.
+pub fn load(
+    conf: Option<&Path>,
+    prefix_flag: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Settings> {
+    let mut values: BTreeMap<String, String> = KEYS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Some(path) = conf {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read settings file {}", path.display()))?;
+        if meta.len() > MAX_CONF_BYTES {
+            bail!(
+                "settings file {} is larger than {MAX_CONF_BYTES} bytes",
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read settings file {}", path.display()))?;
+        let parsed = parse_conf(&text).with_context(|| format!("in {}", path.display()))?;
+        values.extend(parsed);
+    }
+    for (k, v) in env {
+        if let Some(key) = k.strip_prefix("TIDEGATE_") {
+            let key = key.to_ascii_lowercase();
+            if KEYS.iter().any(|(known, _)| *known == key) {
+                values.insert(key, v);
+            }
+        }
+    }
+    if let Some(p) = prefix_flag {
+        values.insert("prefix".into(), p.display().to_string());
+    }
+    validate(&values)
+}
+
+fn addr(values: &BTreeMap<String, String>, key: &str) -> anyhow::Result<SocketAddr> {
+    let v = &values[key];
+    v.parse()
+        .map_err(|_| anyhow!("{key} = '{v}' is not an ip:port address (e.g. 127.0.0.1:8001)"))
+}
+
+fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
+    let role = match values["role"].as_str() {
+        "traditional" => Role::Traditional,
+        "control_plane" => Role::ControlPlane,
+        "data_plane" => Role::DataPlane,
+        other => bail!("role = '{other}' must be one of traditional, control_plane, data_plane"),
+    };
+    let log_level = values["log_level"].clone();
+    let known_levels = [
+        "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg",
+    ];
+    if !known_levels.contains(&log_level.as_str()) {
+        bail!(
+            "log_level = '{log_level}' must be one of {}",
+            known_levels.join(", ")
+        );
+    }
+    let raft_node_id: u64 = values["raft_node_id"].parse().map_err(|_| {
+        anyhow!(
+            "raft_node_id = '{}' must be a positive integer",
+            values["raft_node_id"]
+        )
+    })?;
+    if raft_node_id == 0 {
+        bail!("raft_node_id must be a positive integer, not 0");
+    }
+    let raft_listen = addr(values, "raft_listen")?;
+    let raft_advertise = match values["raft_advertise"].as_str() {
+        "" => raft_listen.to_string(),
+        a => a.to_string(),
+    };
+    let mut raft_peers = Vec::new();
+    for item in values["raft_peers"]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (id, address) = item
+            .split_once('@')
+            .ok_or_else(|| anyhow!("raft_peers entry '{item}' must be id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| anyhow!("raft_peers entry '{item}': '{id}' is not a node id"))?;
+        if address.rsplit_once(':').is_none() {
+            bail!("raft_peers entry '{item}': '{address}' must be host:port");
+        }
+        if raft_peers.iter().any(|(other, _)| *other == id) {
+            bail!("raft_peers lists node {id} twice");
+        }
+        raft_peers.push((id, address.to_string()));
+    }
+    if !raft_peers.is_empty() && !raft_peers.iter().any(|(id, _)| *id == raft_node_id) {
+        bail!("raft_peers must include this node (raft_node_id = {raft_node_id})");
+    }
+    let files = ["raft_cert", "raft_cert_key", "raft_ca_cert"].map(|k| values[k].clone());
+    let raft_tls = match files.iter().filter(|f| !f.is_empty()).count() {
+        0 => None,
+        3 => Some(RaftFiles {
+            cert: files[0].clone().into(),
+            key: files[1].clone().into(),
+            ca: files[2].clone().into(),
+        }),
+        _ => bail!("set all of raft_cert, raft_cert_key and raft_ca_cert, or none"),
+    };
+    if raft_peers.len() > 1 && raft_tls.is_none() {
+        bail!(
+            "a multi-node control plane (raft_peers) needs raft_cert, raft_cert_key and raft_ca_cert: \
+             Raft traffic is always mutual TLS"
+        );
+    }
+    if role == Role::Traditional && raft_peers.len() > 1 {
+        bail!("role = traditional is a single node; use role = control_plane for a cluster");
+    }
+    for key in ["cluster_max_payload", "cluster_data_plane_purge_delay"] {
+        values[key]
+            .parse::<u64>()
+            .map_err(|_| anyhow!("{key} = '{}' must be a non-negative integer", values[key]))?;
+    }
+    Ok(Settings {
+        role,
+        prefix: PathBuf::from(&values["prefix"]),
+        admin_listen: addr(values, "admin_listen")?,
+        log_level,
+        raft_node_id,
+        raft_listen,
+        raft_advertise,
+        raft_peers,
+        raft_tls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_settings_is_the_embedded_default() {
+        let s = load(None, None, env(&[])).unwrap();
+        assert_eq!(s.role, Role::Traditional);
+        assert_eq!(s.prefix, PathBuf::from("./tidegate-data"));
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:8001");
+        assert!(s.raft_peers.is_empty());
+    }
+
+    #[test]
+    fn conf_syntax_comments_and_escapes() {
+        let m = parse_conf("# a comment\nrole = control_plane # trailing\n\nlog_level=warn\ncluster_dp_labels = a\\#b\n").unwrap();
+        assert_eq!(m["role"], "control_plane");
+        assert_eq!(m["log_level"], "warn");
+        assert_eq!(m["cluster_dp_labels"], "a#b");
+        assert!(parse_conf("nonsense")
+            .unwrap_err()
+            .to_string()
+            .contains("expected 'key = value'"));
+        assert!(parse_conf("rolle = x")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown setting 'rolle'"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flag_overrides_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("tidegate.conf");
+        std::fs::write(&conf, "admin_listen = 127.0.0.1:9001\nlog_level = warn\n").unwrap();
+        let s = load(
+            Some(&conf),
+            Some(Path::new("/tmp/p")),
+            env(&[("TIDEGATE_LOG_LEVEL", "debug"), ("UNRELATED", "x")]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.log_level, "debug");
+        assert_eq!(s.prefix, PathBuf::from("/tmp/p"));
+    }
+
+    #[test]
+    fn bad_values_say_what_to_do() {
+        let err = |pairs: &[(&str, &str)]| load(None, None, env(pairs)).unwrap_err().to_string();
+        assert!(err(&[("TIDEGATE_ROLE", "leader")]).contains("must be one of traditional"));
+        assert!(err(&[("TIDEGATE_ADMIN_LISTEN", "localhost")]).contains("not an ip:port"));
+        assert!(err(&[("TIDEGATE_RAFT_NODE_ID", "0")]).contains("not 0"));
+        assert!(err(&[
+            ("TIDEGATE_ROLE", "control_plane"),
+            ("TIDEGATE_RAFT_PEERS", "1@a:1,2@b:1")
+        ])
+        .contains("needs raft_cert"));
+        assert!(err(&[
+            ("TIDEGATE_ROLE", "control_plane"),
+            ("TIDEGATE_RAFT_NODE_ID", "3"),
+            ("TIDEGATE_RAFT_PEERS", "1@a:1"),
+        ])
+        .contains("must include this node"));
+        assert!(err(&[("TIDEGATE_RAFT_PEERS", "1@a:1,1@b:2")]).contains("twice"));
+        assert!(err(&[("TIDEGATE_RAFT_CERT", "/x")]).contains("or none"));
+    }
+
+    #[test]
+    fn peers_parse() {
+        let s = load(
+            None,
+            None,
+            env(&[
+                ("TIDEGATE_ROLE", "control_plane"),
+                ("TIDEGATE_RAFT_NODE_ID", "2"),
+                (
+                    "TIDEGATE_RAFT_PEERS",
+                    "1@10.0.0.1:8007, 2@10.0.0.2:8007,3@[::1]:8007",
+                ),
+                ("TIDEGATE_RAFT_CERT", "c"),
+                ("TIDEGATE_RAFT_CERT_KEY", "k"),
+                ("TIDEGATE_RAFT_CA_CERT", "ca"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.raft_peers,
+            vec![
+                (1, "10.0.0.1:8007".to_string()),
+                (2, "10.0.0.2:8007".to_string()),
+                (3, "[::1]:8007".to_string())
+            ]
+        );
+    }
+}

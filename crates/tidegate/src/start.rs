@@ -1,0 +1,232 @@
+//! `tidegate start`: wires the roles that exist today (traditional and control_plane:
+//! Raft on sled, the Raft link, the Admin API) and runs until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use ring::rand::{SecureRandom, SystemRandom};
+use tidegate_cp::node::{
+    initial_members, initialize_if_first, Clock, Entropy, NodeSettings, RaftNode,
+    DEFAULT_APPLY_WAIT, DEFAULT_LEADER_WAIT,
+};
+use tidegate_cp::NodeInfo;
+use tidegate_raft::network::{Network, RaftTls};
+use tidegate_raft::Raft;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::settings::{Role, Settings};
+
+/// The real clock: only the binary reads it.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now_unix(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// The operating system's random source.
+struct OsEntropy(SystemRandom);
+
+impl Entropy for OsEntropy {
+    fn next_u128(&self) -> u128 {
+        let mut b = [0u8; 16];
+        // The OS source failing is not something a gateway can work around.
+        self.0
+            .fill(&mut b)
+            .expect("the operating system's random source works");
+        u128::from_be_bytes(b)
+    }
+}
+
+fn read_tls(settings: &Settings) -> anyhow::Result<Option<RaftTls>> {
+    let Some(files) = &settings.raft_tls else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {what} {}", p.display()))
+    };
+    Ok(Some(RaftTls {
+        cert: read(&files.cert, "raft_cert")?,
+        key: read(&files.key, "raft_cert_key")?,
+        ca: read(&files.ca, "raft_ca_cert")?,
+    }))
+}
+
+/// The node id reported in `GET /`, generated once and kept in the prefix.
+fn node_uuid(prefix: &std::path::Path, entropy: &OsEntropy) -> anyhow::Result<Uuid> {
+    let path = prefix.join("node_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = Uuid::parse_str(text.trim()) {
+            return Ok(id);
+        }
+        bail!(
+            "{} does not hold a UUID; remove it to generate a new node id",
+            path.display()
+        );
+    }
+    let id = uuid::Builder::from_random_bytes(entropy.next_u128().to_be_bytes()).into_uuid();
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, draining"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, draining"),
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let role = match settings.role {
+        Role::Traditional => "traditional",
+        Role::ControlPlane => "control_plane",
+        Role::DataPlane => bail!(
+            "role = data_plane is not supported yet: the data plane (sync client and proxy) is \
+             still being built; run role = traditional or control_plane"
+        ),
+    };
+    std::fs::create_dir_all(&settings.prefix)
+        .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
+    let entropy = OsEntropy(SystemRandom::new());
+    let node_uuid = node_uuid(&settings.prefix, &entropy)?;
+
+    let raft_dir = settings.prefix.join("raft");
+    let (log, sm) = tidegate_raft::open_sled(&raft_dir).map_err(|e| {
+        anyhow::anyhow!("cannot open the Raft store in {}: {e}", raft_dir.display())
+    })?;
+    let reader = sm.reader();
+    let tls = read_tls(&settings)?;
+    let network = Network::new(tls.clone());
+    let config = Arc::new(tidegate_raft::raft_config("tidegate"));
+    let raft = Raft::new(settings.raft_node_id, config, network.clone(), log, sm)
+        .await
+        .context("cannot start Raft")?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut raft_server = None;
+    if let Some(tls) = tls {
+        let listener = tokio::net::TcpListener::bind(settings.raft_listen)
+            .await
+            .with_context(|| format!("cannot listen on raft_listen {}", settings.raft_listen))?;
+        info!(addr = %settings.raft_listen, "raft listening");
+        let r = raft.clone();
+        let shutdown = stopped(stop_rx.clone());
+        raft_server = Some(tokio::spawn(async move {
+            if let Err(e) = tidegate_raft::network::serve(listener, r, tls, shutdown).await {
+                error!(error = %e, "the Raft listener failed");
+            }
+        }));
+    }
+
+    let members = initial_members(
+        settings.raft_node_id,
+        &settings.raft_advertise,
+        &settings.raft_peers,
+    );
+    match initialize_if_first(&raft, settings.raft_node_id, members).await {
+        Ok(true) => info!(
+            node = settings.raft_node_id,
+            "initialized a new control plane group"
+        ),
+        Ok(false) => info!(
+            node = settings.raft_node_id,
+            "joining the control plane group"
+        ),
+        Err(e) => bail!("cannot initialize the control plane group: {e}"),
+    }
+
+    let info = NodeInfo {
+        node_id: node_uuid,
+        hostname: hostname(),
+        role: role.to_string(),
+        tidegate_version: env!("CARGO_PKG_VERSION").to_string(),
+        admin_listen: vec![settings.admin_listen.to_string()],
+    };
+    let node = Arc::new(RaftNode::new(
+        raft.clone(),
+        reader,
+        network,
+        NodeSettings {
+            node_id: settings.raft_node_id,
+            info,
+            leader_wait: DEFAULT_LEADER_WAIT,
+            apply_wait: DEFAULT_APPLY_WAIT,
+        },
+        Arc::new(SystemClock),
+        Arc::new(entropy),
+    ));
+
+    let admin = tokio::net::TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on admin_listen {}", settings.admin_listen))?;
+    info!(role, node = settings.raft_node_id, "control plane ready");
+    let admin_server = tokio::spawn(tidegate_cp::admin::serve(
+        admin,
+        node.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    // Watch for a fatal Raft error (storage): it is logged loudly and stops the node
+    // rather than being retried silently.
+    let mut metrics = raft.metrics();
+    let fatal = async move {
+        let _ = metrics.wait_for(|m| m.running_state.is_err()).await;
+        let state = metrics.borrow().running_state.clone();
+        state
+    };
+    tokio::select! {
+        _ = terminated() => {}
+        state = fatal => {
+            error!(error = ?state, "Raft stopped on a fatal error; shutting down: check the disk under the prefix");
+        }
+    }
+    let _ = stop_tx.send(true);
+    match admin_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "admin API stopped with an error"),
+        Err(e) => warn!(error = %e, "admin API task failed"),
+    }
+    if let Some(s) = raft_server {
+        let _ = s.await;
+    }
+    raft.shutdown().await.ok();
+    info!("stopped");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Maps Kong's log levels onto tracing's.
+pub fn init_tracing(level: &str) {
+    let filter = match level {
+        "debug" => "debug",
+        "info" | "notice" => "info",
+        "warn" => "warn",
+        _ => "error",
+    };
+    let filter = format!("{filter},openraft=warn,sled=warn,h2=warn,hyper=warn,tower=warn");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,379 @@
+//! Shared fixtures for the end-to-end tests: real `tidegate` processes on loopback
+//! ports, a tiny HTTP/1.1 client, test certificates, and waiting on conditions.
+#![allow(dead_code)]
+// Real processes, real clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tidegate")
+}
+
+/// A port the OS just handed out on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(t) = cond() {
+            return t;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// One HTTP/1.1 request with `Connection: close`; `None` when the node does not answer.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if body.is_some() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!(
+        "Content-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    ));
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body_text = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    let body = if body_text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body_text).unwrap_or(Value::String(body_text))
+    };
+    Some(Reply { status, body })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A CA and per-node certificates for the Raft link, written to `dir`.
+pub struct Pki {
+    pub ca: PathBuf,
+    ca_key: rcgen::KeyPair,
+    ca_params: rcgen::CertificateParams,
+    dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        let ca = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        Pki {
+            ca,
+            ca_key,
+            ca_params: params,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// A certificate for 127.0.0.1/localhost signed by this CA: (cert path, key path).
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let cert_path = self.dir.join(format!("{name}.crt"));
+        let key_path = self.dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// A `tidegate start` child process; killed when dropped.
+pub struct Node {
+    pub id: u64,
+    pub admin: String,
+    pub raft: String,
+    pub prefix: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    pub fn spawn(
+        id: u64,
+        prefix: PathBuf,
+        env: Vec<(String, String)>,
+        admin: String,
+        raft: String,
+    ) -> Node {
+        let log = prefix.with_extension("log");
+        let mut n = Node {
+            id,
+            admin,
+            raft,
+            prefix,
+            env,
+            child: None,
+            log,
+        };
+        n.start();
+        n
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already runs", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary())
+            .arg("start")
+            .arg("-p")
+            .arg(&self.prefix)
+            .envs(self.env.iter().cloned())
+            .env("TIDEGATE_ADMIN_LISTEN", &self.admin)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tidegate starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe_sigterm(c.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                c.kill().ok();
+                c.wait().ok();
+                panic!(
+                    "node {} did not exit within 20 s of SIGTERM; log:\n{}",
+                    self.id,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<Reply> {
+        http(&self.admin, "GET", path, None, &[])
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Option<Reply> {
+        http(&self.admin, "POST", path, Some(body), &[])
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    // `kill -TERM` keeps the test free of unsafe code and of a libc dependency.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A cluster of `n` control planes with mutual-TLS Raft, started together.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub pki: Pki,
+    peers: String,
+}
+
+impl Cluster {
+    pub fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path(), "raft");
+        let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peers = (1..=n)
+            .map(|id| format!("{id}@127.0.0.1:{}", raft_ports[id as usize - 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            dir,
+            nodes: Vec::new(),
+            pki,
+            peers,
+        };
+        for id in 1..=n {
+            let raft = format!("127.0.0.1:{}", raft_ports[id as usize - 1]);
+            c.add_node(id, raft, &c.peers.clone());
+        }
+        c
+    }
+
+    /// Starts another CP process with the given peer list (it joins; it does not form a
+    /// group unless it has the lowest id).
+    pub fn add_node(&mut self, id: u64, raft: String, peers: &str) -> usize {
+        let (cert, key) = self.pki.issue(&format!("cp{id}"));
+        let admin = format!("127.0.0.1:{}", free_port());
+        let env = vec![
+            ("TIDEGATE_ROLE".to_string(), "control_plane".to_string()),
+            ("TIDEGATE_RAFT_NODE_ID".to_string(), id.to_string()),
+            ("TIDEGATE_RAFT_LISTEN".to_string(), raft.clone()),
+            ("TIDEGATE_RAFT_PEERS".to_string(), peers.to_string()),
+            ("TIDEGATE_RAFT_CERT".to_string(), cert.display().to_string()),
+            (
+                "TIDEGATE_RAFT_CERT_KEY".to_string(),
+                key.display().to_string(),
+            ),
+            (
+                "TIDEGATE_RAFT_CA_CERT".to_string(),
+                self.pki.ca.display().to_string(),
+            ),
+            ("TIDEGATE_LOG_LEVEL".to_string(), "info".to_string()),
+        ];
+        let prefix = self.dir.path().join(format!("cp{id}"));
+        self.nodes.push(Node::spawn(id, prefix, env, admin, raft));
+        self.nodes.len() - 1
+    }
+
+    pub fn peers(&self) -> &str {
+        &self.peers
+    }
+
+    /// The id of the leader, once every running node agrees on one.
+    pub fn wait_leader(&self, timeout: Duration) -> u64 {
+        wait_for("an agreed leader", timeout, || {
+            let mut seen = None;
+            for n in self.nodes.iter().filter(|n| n.running()) {
+                let r = n.get("/clustering/control-planes")?;
+                let leader = r.body.get("leader")?.as_u64()?;
+                if seen.is_some_and(|s| s != leader) {
+                    return None;
+                }
+                seen = Some(leader);
+            }
+            seen
+        })
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("a node with that id")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("a node with that id")
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- cp{} ---\n{}", n.id, n.log_text()))
+            .collect()
+    }
+}
+
+/// Every service name a node lists (following pagination).
+pub fn service_names(node: &Node) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    let mut path = "/services?size=1000".to_string();
+    loop {
+        let r = node.get(&path)?;
+        if r.status != 200 {
+            return None;
+        }
+        for s in r.body["data"].as_array()? {
+            names.push(s["name"].as_str()?.to_string());
+        }
+        match r.body["next"].as_str() {
+            Some(next) => path = next.to_string(),
+            None => return Some(names),
+        }
+    }
+}
