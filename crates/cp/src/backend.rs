@@ -92,6 +92,11 @@ pub trait Backend: Send + Sync + 'static {
 
     fn node_info(&self) -> NodeInfo;
 
+    /// `Err` with what an operator should do when the node's storage or Raft failed.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     fn cluster_status(&self) -> impl Future<Output = ClusterStatus> + Send;
 
     /// Adds a CP: as a learner first, then as a voter once it caught up.

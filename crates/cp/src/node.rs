@@ -242,6 +242,15 @@ impl Backend for RaftNode {
         self.settings.info.clone()
     }
 
+    fn health(&self) -> Result<(), String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => Ok(()),
+            Err(fatal) => Err(format!(
+                "raft stopped: {fatal}; check the disk under the node's prefix and its logs, then restart it"
+            )),
+        }
+    }
+
     async fn cluster_status(&self) -> ClusterStatus {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();

@@ -37,7 +37,14 @@ pub enum Op {
     /// A declarative import: the whole config is replaced by these entities, all or
     /// nothing. The proposer parsed and validated the file; apply re-checks the set.
     Import { entities: Vec<Entity> },
+    /// Several ops applied in order as one, all or nothing (e.g. a certificate with its
+    /// SNIs). Op `i` gets its own id and entropy derived from the Command's. No nesting,
+    /// at most [`MAX_BATCH_OPS`] ops.
+    Batch { ops: Vec<Op> },
 }
+
+/// The most ops one [`Op::Batch`] may hold.
+pub const MAX_BATCH_OPS: usize = 1_000;
 
 /// How a URL names an entity: by id, or by its endpoint key (name, username, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +71,7 @@ impl Op {
             | Op::Patch { kind, .. }
             | Op::Delete { kind, .. } => Some(*kind),
             Op::Import { .. } => None,
+            Op::Batch { ops } => ops.first().and_then(Op::kind),
         }
     }
 }

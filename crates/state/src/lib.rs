@@ -25,7 +25,7 @@ pub use codec::{
     decode_event, decode_snapshot, encode_event, encode_snapshot, CodecError, ENTITY_SCHEMA,
     SNAPSHOT_FORMAT,
 };
-pub use command::{Command, EntityRef, Op};
+pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS};
 pub use event::{Change, Event};
 pub use machine::{Applied, Machine, Outcome};
 pub use requests::{RequestLog, DEFAULT_REQUEST_LOG_CAPACITY};

@@ -10,7 +10,7 @@ use tidegate_model::kind::OnDelete;
 use tidegate_model::{Ctx, Entity, EntityKind, Errors, Fixed, KongError, Lookup};
 use uuid::Uuid;
 
-use crate::command::{Command, EntityRef, Op};
+use crate::command::{Command, EntityRef, Op, MAX_BATCH_OPS};
 use crate::event::{Change, Event};
 use crate::requests::RequestLog;
 use crate::state::ConfigState;
@@ -50,22 +50,8 @@ impl Machine {
         if let Some(previous) = self.requests.get(&cmd.request_id) {
             return (previous.clone(), Vec::new());
         }
-        let (outcome, events) = match plan(&self.config, cmd) {
-            Ok((entity, changes)) => {
-                let base = self.config.version();
-                let events: Vec<Event> = changes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, change)| Event {
-                        version: base + 1 + i as u64,
-                        change,
-                    })
-                    .collect();
-                for e in &events {
-                    self.config
-                        .apply(e)
-                        .expect("planned events follow the current version");
-                }
+        let (outcome, events) = match self.apply_op(&cmd.op, cmd.fixed) {
+            Ok((entity, events)) => {
                 let applied = Applied {
                     entity,
                     version: self.config.version(),
@@ -82,12 +68,90 @@ impl Machine {
 
 type Plan = (Option<(EntityKind, Uuid)>, Vec<Change>);
 
-/// Decides what a Command does, without changing anything.
-fn plan(state: &ConfigState, cmd: &Command) -> Result<Plan, KongError> {
-    match &cmd.op {
+impl Machine {
+    /// Plans and applies one op; a batch applies its ops one after the other and, when
+    /// one is refused, undoes the ones before it so that nothing changed.
+    fn apply_op(
+        &mut self,
+        op: &Op,
+        fixed: Fixed,
+    ) -> Result<(Option<(EntityKind, Uuid)>, Vec<Event>), KongError> {
+        let Op::Batch { ops } = op else {
+            let (entity, changes) = plan(&self.config, op, fixed)?;
+            let events = self.commit(changes);
+            return Ok((entity, events));
+        };
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(KongError::operation_unsupported(format!(
+                "a batch holds at most {MAX_BATCH_OPS} operations"
+            )));
+        }
+        if ops.iter().any(|o| matches!(o, Op::Batch { .. })) {
+            return Err(KongError::operation_unsupported("batches cannot be nested"));
+        }
+        let start = self.config.version();
+        let mut undo: Vec<(EntityKind, Uuid, Option<Entity>)> = Vec::new();
+        let mut events = Vec::new();
+        let mut first = None;
+        for (i, sub) in ops.iter().enumerate() {
+            match plan(&self.config, sub, batch_fixed(fixed, i)) {
+                Ok((entity, changes)) => {
+                    for c in &changes {
+                        undo.push((c.kind(), c.id(), self.config.get(c.kind(), c.id()).cloned()));
+                    }
+                    events.extend(self.commit(changes));
+                    if i == 0 {
+                        first = entity;
+                    }
+                }
+                Err(e) => {
+                    for (kind, id, previous) in undo.into_iter().rev() {
+                        self.config.restore(kind, id, previous, start);
+                    }
+                    debug_assert_eq!(self.config.recompute_hash(), self.config.hash());
+                    return Err(e);
+                }
+            }
+        }
+        Ok((first, events))
+    }
+
+    /// Numbers planned changes with the next versions and applies them.
+    fn commit(&mut self, changes: Vec<Change>) -> Vec<Event> {
+        let base = self.config.version();
+        let events: Vec<Event> = changes
+            .into_iter()
+            .enumerate()
+            .map(|(i, change)| Event {
+                version: base + 1 + i as u64,
+                change,
+            })
+            .collect();
+        for e in &events {
+            self.config
+                .apply(e)
+                .expect("planned events follow the current version");
+        }
+        events
+    }
+}
+
+/// Op `i` of a batch: its own id and entropy, the same time.
+fn batch_fixed(fixed: Fixed, i: usize) -> Fixed {
+    Fixed {
+        id: Uuid::new_v5(&fixed.id, &(i as u64).to_be_bytes()),
+        now: fixed.now,
+        entropy: fixed.entropy
+            ^ (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+    }
+}
+
+/// Decides what an op does, without changing anything.
+fn plan(state: &ConfigState, op: &Op, fixed: Fixed) -> Result<Plan, KongError> {
+    match op {
         Op::Create { kind, body } => {
             let v = parse_body(body)?;
-            let ctx = ctx(state, cmd.fixed, None, true);
+            let ctx = ctx(state, fixed, None, true);
             let entity = Entity::from_json(*kind, &v, &ctx)?;
             if state.exists(*kind, entity.id()) {
                 return Err(KongError::primary_key_violation(&entity.id().to_string()));
@@ -105,13 +169,13 @@ fn plan(state: &ConfigState, cmd: &Command) -> Result<Plan, KongError> {
             }
             let id = match key {
                 EntityRef::Id(id) => *id,
-                EntityRef::Key(_) => existing.map(|e| e.id()).unwrap_or(cmd.fixed.id),
+                EntityRef::Key(_) => existing.map(|e| e.id()).unwrap_or(fixed.id),
             };
             if let (Some(old), Value::Object(obj)) = (existing, &mut v) {
                 obj.entry("created_at")
                     .or_insert_with(|| Value::from(old.created_at()));
             }
-            let ctx = ctx(state, cmd.fixed, Some(id), true);
+            let ctx = ctx(state, fixed, Some(id), true);
             let entity = Entity::from_json(*kind, &v, &ctx)?;
             check_unique(state, &entity)?;
             Ok((Some((*kind, id)), vec![Change::Put(entity)]))
@@ -134,7 +198,7 @@ fn plan(state: &ConfigState, cmd: &Command) -> Result<Plan, KongError> {
             merge(&mut current, &patch);
             // A stored basic-auth password is already hashed; only a new one is hashed.
             let transform = patch.get("password").is_some();
-            let ctx = ctx(state, cmd.fixed, Some(existing.id()), transform);
+            let ctx = ctx(state, fixed, Some(existing.id()), transform);
             let entity = Entity::from_json(*kind, &current, &ctx)?;
             check_unique(state, &entity)?;
             Ok((Some((*kind, entity.id())), vec![Change::Put(entity)]))
@@ -162,6 +226,7 @@ fn plan(state: &ConfigState, cmd: &Command) -> Result<Plan, KongError> {
             check_import(entities)?;
             Ok((None, diff(state, entities)))
         }
+        Op::Batch { .. } => unreachable!("Machine::apply_op handles batches"),
     }
 }
 

@@ -172,6 +172,22 @@ impl ConfigState {
         Some(old.entity)
     }
 
+    /// Undoes one change of a batch that failed later on: puts back what (kind, id) held
+    /// before (or nothing), and the version the batch started from.
+    pub(crate) fn restore(
+        &mut self,
+        kind: EntityKind,
+        id: Uuid,
+        previous: Option<Entity>,
+        version: u64,
+    ) {
+        self.remove(kind, id);
+        if let Some(e) = previous {
+            self.put(e);
+        }
+        self.version = version;
+    }
+
     /// The whole config at the current version.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

@@ -57,8 +57,11 @@ pub(super) fn root<B: Backend>(ctx: &Ctx<B>) -> Reply {
 pub(super) fn status<B: Backend>(ctx: &Ctx<B>) -> Reply {
     let hash = ctx.backend.read(|m| m.config.hash().to_hex());
     let (accepted, active, requests) = ctx.counters.snapshot();
-    Reply::ok(json!({
-        "database": { "reachable": true },
+    // The replicated store stands in for Kong's database: when it failed, say so with a
+    // 503 so that load balancers and operators see a red node.
+    let health = ctx.backend.health();
+    let body = json!({
+        "database": { "reachable": health.is_ok() },
         "server": {
             "connections_accepted": accepted,
             // Nothing is ever dropped before being handled.
@@ -67,5 +70,13 @@ pub(super) fn status<B: Backend>(ctx: &Ctx<B>) -> Reply {
             "total_requests": requests,
         },
         "configuration_hash": hash,
-    }))
+    });
+    match health {
+        Ok(()) => Reply::ok(body),
+        Err(why) => {
+            let mut body = body;
+            body["message"] = json!(why);
+            Reply::json(hyper::StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
 }

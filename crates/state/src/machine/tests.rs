@@ -1,5 +1,7 @@
 use super::*;
 
+use std::collections::BTreeSet;
+
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -393,6 +395,11 @@ enum Action {
     Import {
         back: u8,
     },
+    /// A service and a route on it in one batch; often collides, then must undo.
+    Batch {
+        service: u8,
+        route: u8,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -411,6 +418,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (65_536..70_000u32).prop_map(|port| Action::Invalid { port }),
         1 => (1..6u8).prop_map(|back| Action::Retry { back }),
         1 => (0..8u8).prop_map(|back| Action::Import { back }),
+        2 => (0..4u8, 0..4u8).prop_map(|(service, route)| Action::Batch { service, route }),
     ]
 }
 
@@ -512,6 +520,19 @@ fn commands(actions: &[Action]) -> Vec<Command> {
                     json!({"username": format!("late-{i}")}),
                 )
             }
+            Action::Batch { service, route } => Op::Batch {
+                ops: vec![
+                    create(
+                        EntityKind::Service,
+                        json!({"name": svc(*service), "host": "batch.example"}),
+                    ),
+                    create(
+                        EntityKind::Route,
+                        json!({"name": format!("route-{route}"), "hosts": ["b.example"],
+                               "service": {"name": svc(*service)}}),
+                    ),
+                ],
+            },
             Action::Import { back } => {
                 let j = history.len().saturating_sub(1 + *back as usize);
                 Op::Import {
@@ -639,4 +660,62 @@ proptest! {
             prop_assert_eq!(&postcard::from_bytes::<Command>(&bytes).unwrap(), c);
         }
     }
+}
+
+#[test]
+fn a_batch_applies_all_or_nothing() {
+    let mut m = Machine::new();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
+    )
+    .unwrap();
+    let before = m.config.clone();
+    let batch = |name: &str, second_service: &str| Op::Batch {
+        ops: vec![
+            create(
+                EntityKind::Route,
+                json!({"name": name, "paths": ["/a"], "service": {"name": "s"}}),
+            ),
+            Op::Patch {
+                kind: EntityKind::Service,
+                key: EntityRef::Key("s".into()),
+                body: json!({"retries": 1}).to_string(),
+            },
+            create(
+                EntityKind::Service,
+                json!({"name": second_service, "host": "b.com"}),
+            ),
+        ],
+    };
+    // The third op collides with the existing name: the route and the patch are undone.
+    let err = run(&mut m, 2, batch("r", "s")).unwrap_err();
+    assert_eq!(err.status(), 409);
+    assert_eq!(m.config, before);
+    assert_eq!(m.config.recompute_hash(), m.config.hash());
+
+    let (out, events) = m.execute(&cmd(3, batch("r", "t")));
+    let applied = out.unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(applied.version, 4);
+    assert_eq!(applied.entity.map(|(k, _)| k), Some(EntityKind::Route));
+    let ids: BTreeSet<Uuid> = m.config.iter().map(|e| e.id()).collect();
+    assert_eq!(ids.len(), 3, "each op of the batch got its own id");
+    // The events replay to the same state.
+    let mut replica = ConfigState::from_snapshot(before.snapshot()).unwrap();
+    for e in &events {
+        replica.apply(e).unwrap();
+    }
+    assert_eq!(replica, m.config);
+
+    let nested = run(
+        &mut m,
+        4,
+        Op::Batch {
+            ops: vec![Op::Batch { ops: vec![] }],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(nested.status(), 405);
 }
