@@ -66,16 +66,14 @@ impl Machine {
     }
 }
 
-type Plan = (Option<(EntityKind, Uuid)>, Vec<Change>);
+/// The entity a Command is about, if any.
+type Subject = Option<(EntityKind, Uuid)>;
+type Plan = (Subject, Vec<Change>);
 
 impl Machine {
     /// Plans and applies one op; a batch applies its ops one after the other and, when
     /// one is refused, undoes the ones before it so that nothing changed.
-    fn apply_op(
-        &mut self,
-        op: &Op,
-        fixed: Fixed,
-    ) -> Result<(Option<(EntityKind, Uuid)>, Vec<Event>), KongError> {
+    fn apply_op(&mut self, op: &Op, fixed: Fixed) -> Result<(Subject, Vec<Event>), KongError> {
         let Op::Batch { ops } = op else {
             let (entity, changes) = plan(&self.config, op, fixed)?;
             let events = self.commit(changes);
