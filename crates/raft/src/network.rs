@@ -8,6 +8,7 @@
 //!
 //! Followers also use this link to hand admin Commands to the leader (`Forward`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -157,6 +158,33 @@ pub async fn serve(
     tls: RaftTls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError> {
+    serve_incoming(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        raft,
+        tls,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves Raft RPCs on any stream of connections: the seam through which the simulator
+/// hands in its simulated TCP.
+pub async fn serve_incoming<S, IO, E>(
+    incoming: S,
+    raft: Raft,
+    tls: RaftTls,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NetError>
+where
+    S: tokio_stream::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert, &tls.key))
         .client_ca_root(Certificate::from_pem(&tls.ca));
@@ -169,19 +197,23 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(svc)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| NetError::Serve(e.to_string()))
 }
 
 // === client ===
 
-/// Builds the TLS channel to a peer. Channels connect lazily: creating one never fails
-/// because a peer is down.
-pub fn channel(addr: &str, tls: &RaftTls) -> Result<Channel, NetError> {
+/// Turns a configured endpoint into a channel: real TCP by default, simulated TCP in the
+/// simulator. Channels connect lazily, so creating one never fails because a peer is down.
+pub type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
+fn tcp_connect() -> Connect {
+    Arc::new(|e: Endpoint| e.connect_lazy())
+}
+
+/// Builds the TLS endpoint for a peer.
+pub fn endpoint(addr: &str, tls: &RaftTls) -> Result<Endpoint, NetError> {
     let host = addr
         .rsplit_once(':')
         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
@@ -204,7 +236,7 @@ pub fn channel(addr: &str, tls: &RaftTls) -> Result<Channel, NetError> {
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    Ok(endpoint)
 }
 
 fn client(channel: Channel) -> RaftClient<Channel> {
@@ -218,6 +250,7 @@ fn client(channel: Channel) -> RaftClient<Channel> {
 #[derive(Clone)]
 pub struct Network {
     tls: Option<RaftTls>,
+    connect: Connect,
 }
 
 const NO_TLS: &str =
@@ -225,12 +258,21 @@ const NO_TLS: &str =
 
 impl Network {
     pub fn new(tls: Option<RaftTls>) -> Self {
-        Network { tls }
+        Network {
+            tls,
+            connect: tcp_connect(),
+        }
+    }
+
+    /// The same network over another transport (the simulator's).
+    pub fn with_connect(tls: Option<RaftTls>, connect: Connect) -> Self {
+        Network { tls, connect }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let tls = self.tls.as_ref().ok_or_else(|| NO_TLS.to_string())?;
-        channel(addr, tls).map_err(|e| e.to_string())
+        let endpoint = endpoint(addr, tls).map_err(|e| e.to_string())?;
+        Ok((self.connect)(endpoint))
     }
 
     /// Hands a Command to the node at `addr` (the leader, as far as we know).

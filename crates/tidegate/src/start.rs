@@ -181,20 +181,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     ));
 
-    // Watch for a fatal Raft error (storage): it is logged loudly and stops the node
-    // rather than being retried silently.
+    // A fatal Raft error (storage) is logged loudly and turns /status red; the node keeps
+    // serving reads rather than retrying writes silently.
     let mut metrics = raft.metrics();
-    let fatal = async move {
-        let _ = metrics.wait_for(|m| m.running_state.is_err()).await;
-        let state = metrics.borrow().running_state.clone();
-        state
-    };
-    tokio::select! {
-        _ = terminated() => {}
-        state = fatal => {
-            error!(error = ?state, "Raft stopped on a fatal error; shutting down: check the disk under the prefix");
+    tokio::spawn(async move {
+        if metrics.wait_for(|m| m.running_state.is_err()).await.is_ok() {
+            let state = metrics.borrow().running_state.clone();
+            error!(error = ?state, "Raft stopped on a fatal error: writes are refused and /status answers 503; check the disk under the prefix, then restart the node");
         }
-    }
+    });
+    terminated().await;
     let _ = stop_tx.send(true);
     match admin_server.await {
         Ok(Ok(())) => {}
