@@ -29,11 +29,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn measure(label: &str, admins: Vec<String>) {
+    // Names allow no spaces: "1 CP" becomes "1-CP".
+    let tag = label.replace(' ', "-");
     // One client, one write at a time: the latency of the full write path.
     let mut lat = Vec::with_capacity(SERIAL_WRITES);
     for i in 0..SERIAL_WRITES {
         let addr = &admins[i % admins.len()];
-        let body = json!({"name": format!("{label}-serial-{i}"), "host": "example.com"});
+        let body = json!({"name": format!("{tag}-serial-{i}"), "host": "example.com"});
         let t = Instant::now();
         let r = http(addr, "POST", "/services", Some(&body), &[]).expect("the CP answers");
         lat.push(t.elapsed());
@@ -54,11 +56,11 @@ fn measure(label: &str, admins: Vec<String>) {
         .map(|c| {
             let addr = admins[c % admins.len()].clone();
             let ok = ok.clone();
-            let label = label.to_string();
+            let tag = tag.clone();
             std::thread::spawn(move || {
                 let mut lat = Vec::with_capacity(CONCURRENT_WRITES_PER_CLIENT);
                 for i in 0..CONCURRENT_WRITES_PER_CLIENT {
-                    let body = json!({"name": format!("{label}-c{c}-{i}"), "host": "example.com"});
+                    let body = json!({"name": format!("{tag}-c{c}-{i}"), "host": "example.com"});
                     let t = Instant::now();
                     if let Some(r) = http(&addr, "POST", "/services", Some(&body), &[]) {
                         if r.status == 201 {
