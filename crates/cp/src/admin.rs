@@ -3,7 +3,9 @@
 //! ```text
 //!  TcpListener ─accept─▶ hyper (HTTP/1.1, h2c) ─▶ routing: path + method ─▶ handler
 //!                                                   ├─ entities: Backend::read / Backend::write(Op)
-//!                                                   ├─ info: GET /, GET /status
+//!                                                   │   (bodies: JSON, or forms via form + coerce)
+//!                                                   ├─ config: POST/GET /config (one Op::Import)
+//!                                                   ├─ schemas, tags, info (/, /status, /endpoints)
 //!                                                   └─ cluster: /clustering/control-planes
 //!  shutdown ─▶ stop accepting, let in-flight requests finish (at most SHUTDOWN_GRACE)
 //! ```
@@ -13,8 +15,9 @@
 //! [`tidegate_model::Entity::to_json`], pagination and tag filters. What is ours
 //! (write errors, `X-Request-Id`, clustering) says so where it happens.
 //!
-//! Served today: services and routes (top level, nested, `/routes/{r}/service`). Every
-//! other entity path answers 404 until its issue lands.
+//! Every entity of Kong 3.x's core and bundled plugins is served at Kong's paths, with
+//! Kong's URL names for credentials (`/key-auths`, `/consumers/{c}/key-auth`); targets
+//! only under their upstream.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,16 +32,25 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::backend::Backend;
 
+mod certificates;
 mod cluster;
+mod coerce;
+mod config;
 mod entities;
+mod form;
 mod info;
 mod pagination;
 mod reply;
 mod request;
 mod routing;
+mod schemas;
+mod tags;
 
 /// Largest request body accepted; larger ones get a 413.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest body of `POST /config`: a whole declarative file (a 10,000-service config is
+/// a few MiB).
+pub const MAX_CONFIG_BODY_BYTES: usize = tidegate_model::declarative::MAX_DECLARATIVE_BYTES;
 /// Kong's default page size.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Kong's `max_page_size`.

@@ -92,6 +92,14 @@ pub trait Backend: Send + Sync + 'static {
 
     fn node_info(&self) -> NodeInfo;
 
+    /// Unix seconds on this node: what a declarative file is loaded at, fixed before the
+    /// write so that every replica reads the file the same way.
+    fn now_unix(&self) -> i64;
+
+    /// Fresh randomness for values the Admin API fixes before a write (a declarative
+    /// file's generated keys, the id of a certificate that SNIs are created under).
+    fn entropy(&self) -> u128;
+
     /// `Err` with what an operator should do when the node's storage or Raft failed.
     fn health(&self) -> Result<(), String> {
         Ok(())

@@ -12,6 +12,7 @@
 
 pub mod admin;
 mod backend;
+pub mod compat;
 pub mod node;
 
 pub use backend::{

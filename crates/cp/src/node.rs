@@ -242,6 +242,14 @@ impl Backend for RaftNode {
         self.settings.info.clone()
     }
 
+    fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    fn entropy(&self) -> u128 {
+        self.entropy.next_u128()
+    }
+
     fn health(&self) -> Result<(), String> {
         match &self.raft.metrics().borrow().running_state {
             Ok(()) => Ok(()),

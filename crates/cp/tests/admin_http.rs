@@ -1,347 +1,16 @@
-//! The Admin API over real HTTP against an in-process backend: a `Machine` behind a mutex
-//! that executes each Op as a Command with ids and times from a counter, so every id and
-//! timestamp in a body is known in advance.
+//! The Admin API over real HTTP against the in-process backend of `support`: services,
+//! routes, lists, bodies, idempotency, write failures, clustering and shutdown.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
 
 use serde_json::{json, Value};
-use tidegate_cp::admin::serve;
-use tidegate_cp::{
-    Backend, ClusterMember, ClusterStatus, MemberChangeError, NodeInfo, WriteError, WriteOk,
-};
-use tidegate_model::{EntityKind, Fixed};
-use tidegate_state::{Command, Machine, Op};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::*;
+use tidegate_cp::{Backend, MemberChangeError, WriteError};
+use tidegate_model::EntityKind;
+use tidegate_state::Op;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
-
-const T0: i64 = 1_700_000_000;
-const VERSION: &str = "0.1.0-test";
-
-// === the test backend ===
-
-/// Holds a write until the test releases it, and says when the write arrived.
-struct Gate {
-    arrived: oneshot::Sender<()>,
-    release: oneshot::Receiver<()>,
-}
-
-#[derive(Default)]
-struct TestBackend {
-    machine: Mutex<Machine>,
-    /// Fixed ids and times: the n-th write gets id n and time T0 + n.
-    writes: AtomicU64,
-    fail_next: Mutex<Option<WriteError>>,
-    gate: Mutex<Option<Gate>>,
-    member_error: Mutex<Option<MemberChangeError>>,
-    member_calls: Mutex<Vec<String>>,
-}
-
-fn id(n: u128) -> Uuid {
-    Uuid::from_u128(n)
-}
-
-impl TestBackend {
-    fn count(&self, kind: EntityKind) -> usize {
-        self.read(|m| m.config.count(kind))
-    }
-
-    fn canned_status(&self, extra: Option<(u64, String)>) -> ClusterStatus {
-        let (version, hash) = self.read(|m| (m.config.version(), m.config.hash().to_hex()));
-        let mut members = vec![ClusterMember {
-            id: 1,
-            address: "127.0.0.1:8007".into(),
-            kind: "voter".into(),
-            leader: true,
-            reachable: Some(true),
-            matched_index: Some(7),
-        }];
-        if let Some((id, address)) = extra {
-            members.push(ClusterMember {
-                id,
-                address,
-                kind: "learner".into(),
-                leader: false,
-                reachable: None,
-                matched_index: None,
-            });
-        }
-        ClusterStatus {
-            node_id: 1,
-            leader: Some(1),
-            term: 3,
-            last_applied: Some(7),
-            commit_index: Some(7),
-            config_version: version,
-            config_hash: hash,
-            members,
-        }
-    }
-}
-
-impl Backend for TestBackend {
-    async fn write(&self, op: Op, request_id: Option<Uuid>) -> Result<WriteOk, WriteError> {
-        let gate = self.gate.lock().unwrap().take();
-        if let Some(gate) = gate {
-            let _ = gate.arrived.send(());
-            let _ = gate.release.await;
-        }
-        let failure = self.fail_next.lock().unwrap().take();
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        let cmd = Command {
-            request_id: request_id.unwrap_or(Uuid::from_u128((1 << 64) + n as u128)),
-            fixed: Fixed {
-                id: id(n as u128),
-                now: T0 + n as i64,
-                entropy: n as u128,
-            },
-            op,
-        };
-        let (outcome, _) = self.machine.lock().unwrap().execute(&cmd);
-        Ok(WriteOk { outcome })
-    }
-
-    fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
-        f(&self.machine.lock().unwrap())
-    }
-
-    fn node_info(&self) -> NodeInfo {
-        NodeInfo {
-            node_id: id(0xc0ffee),
-            hostname: "cp-test".into(),
-            role: "control_plane".into(),
-            tidegate_version: VERSION.into(),
-            admin_listen: vec!["127.0.0.1:8001".into()],
-        }
-    }
-
-    async fn cluster_status(&self) -> ClusterStatus {
-        self.canned_status(None)
-    }
-
-    async fn add_member(
-        &self,
-        id: u64,
-        address: String,
-    ) -> Result<ClusterStatus, MemberChangeError> {
-        self.member_calls
-            .lock()
-            .unwrap()
-            .push(format!("add {id} {address}"));
-        let err = self.member_error.lock().unwrap().take();
-        match err {
-            Some(e) => Err(e),
-            None => Ok(self.canned_status(Some((id, address)))),
-        }
-    }
-
-    async fn remove_member(&self, id: u64) -> Result<ClusterStatus, MemberChangeError> {
-        self.member_calls
-            .lock()
-            .unwrap()
-            .push(format!("remove {id}"));
-        let err = self.member_error.lock().unwrap().take();
-        match err {
-            Some(e) => Err(e),
-            None => Ok(self.canned_status(None)),
-        }
-    }
-}
-
-// === the server and a raw HTTP/1.1 client ===
-
-struct Server {
-    addr: SocketAddr,
-    backend: Arc<TestBackend>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {}: body is not JSON ({e}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Status and body together, so a failure shows both.
-    fn sj(&self) -> (u16, Value) {
-        (self.status, self.json())
-    }
-}
-
-async fn start() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let backend = Arc::new(TestBackend::default());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, backend.clone(), async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        backend,
-        stop: Some(stop),
-        task,
-    }
-}
-
-/// A server that stops answering fails the test instead of hanging it.
-const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Sends raw bytes on a fresh connection and reads the response to EOF.
-async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
-    let exchange = async {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(bytes).await.unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.unwrap();
-        buf
-    };
-    let buf = tokio::time::timeout(CALL_DEADLINE, exchange)
-        .await
-        .expect("no response within the deadline");
-    parse_response(&buf)
-}
-
-fn parse_response(buf: &[u8]) -> Resp {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
-    let head = std::str::from_utf8(&buf[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let mut body = buf[end + 4..].to_vec();
-    if let Some((_, len)) = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        body.truncate(len.parse().unwrap());
-    }
-    let resp = Resp {
-        status,
-        headers,
-        body,
-    };
-    // Every response, errors included, carries these.
-    assert_eq!(
-        resp.header("content-type"),
-        Some("application/json; charset=utf-8"),
-        "{resp:?}"
-    );
-    assert_eq!(
-        resp.header("server"),
-        Some(format!("tidegate/{VERSION}").as_str())
-    );
-    resp
-}
-
-impl Server {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Resp {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let body = body.unwrap_or_default();
-        if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        send_raw(self.addr, &bytes).await
-    }
-
-    async fn get(&self, path: &str) -> Resp {
-        self.call("GET", path, &[], None).await
-    }
-
-    async fn delete(&self, path: &str) -> Resp {
-        self.call("DELETE", path, &[], None).await
-    }
-
-    /// A JSON body, sent as `application/json`.
-    async fn send(&self, method: &str, path: &str, body: Value) -> Resp {
-        let text = body.to_string();
-        self.call(
-            method,
-            path,
-            &[("Content-Type", "application/json")],
-            Some(text.as_bytes()),
-        )
-        .await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Resp {
-        self.send("POST", path, body).await
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn not_found() -> (u16, Value) {
-    (404, json!({"message": "Not found"}))
-}
-
-/// The full body of a service created from `{"name": name, "host": host}` by write `n`.
-fn service_body(n: u128, name: &str, host: &str) -> Value {
-    json!({
-        "id": id(n), "created_at": T0 + n as i64, "updated_at": T0 + n as i64,
-        "name": name, "retries": 5, "protocol": "http", "host": host, "port": 80,
-        "path": null, "connect_timeout": 60000, "write_timeout": 60000,
-        "read_timeout": 60000, "tags": null, "client_certificate": null,
-        "tls_verify": null, "tls_verify_depth": null, "ca_certificates": null,
-        "enabled": true,
-    })
-}
 
 // === GET / and /status ===
 
@@ -358,7 +27,7 @@ async fn root_reports_the_kong_version_node_and_plugins() {
     assert_eq!(body["hostname"], "cp-test");
     assert_eq!(
         body["configuration"],
-        json!({"role": "control_plane", "database": "off", "admin_listen": ["127.0.0.1:8001"]})
+        json!({"role": "control_plane", "database": "raft", "admin_listen": ["127.0.0.1:8001"]})
     );
     let available = body["plugins"]["available_on_server"].as_object().unwrap();
     let bundled = tidegate_model::plugins::bundled();
@@ -731,9 +400,10 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         .await;
     for path in [
         "/nope",
-        "/consumers",
-        "/plugins",
-        "/services/s/plugins",
+        "/targets",
+        "/keyauth_credentials",
+        "/consumers/c/keyauth_credentials",
+        "/services/nope/plugins",
         "/services/s/routes/r/x",
         "/services/%FF",
     ] {
@@ -748,6 +418,13 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         ("PATCH", "/status"),
         ("POST", "/routes/x/service"),
         ("GET", "/clustering/control-planes/2"),
+        ("POST", "/endpoints"),
+        ("DELETE", "/plugins/enabled"),
+        ("PUT", "/config"),
+        ("POST", "/tags"),
+        ("GET", "/schemas/services/validate"),
+        ("POST", "/schemas/plugins/key-auth"),
+        ("DELETE", "/consumers/c/plugins"),
     ] {
         let r = srv.call(method, path, &[], None).await;
         assert_eq!(r.sj(), not_allowed, "{method} {path}");
@@ -950,7 +627,7 @@ async fn tag_filters_and_or_and_limits() {
 // === bodies ===
 
 #[tokio::test]
-async fn bodies_json_only_with_kong_messages() {
+async fn bodies_json_and_forms_with_kong_messages() {
     let srv = start().await;
     let json_ct = [("Content-Type", "application/json")];
     let r = srv
@@ -958,11 +635,27 @@ async fn bodies_json_only_with_kong_messages() {
         .await;
     assert_eq!(r.sj(), (400, json!({"message": "Cannot parse JSON body"})));
 
+    // Forms are read as Kong reads them; their strings take the schema's types.
     let r = srv
         .call(
             "POST",
             "/services",
             &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(b"host=a.example&port=8080&name=form&tags[]=x&tags[]=y"),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let mut want = service_body(1, "form", "a.example");
+    want["port"] = json!(8080);
+    want["tags"] = json!(["x", "y"]);
+    assert_eq!(r.json(), want);
+
+    // Anything else is named, rather than ignored as Kong does.
+    let r = srv
+        .call(
+            "POST",
+            "/services",
+            &[("Content-Type", "text/plain")],
             Some(b"host=a.example"),
         )
         .await;
@@ -970,7 +663,22 @@ async fn bodies_json_only_with_kong_messages() {
         r.sj(),
         (
             415,
-            json!({"message": "Unsupported Content-Type: application/x-www-form-urlencoded (JSON bodies only for now)"})
+            json!({"message": "Unsupported Content-Type: text/plain; send application/json, application/x-www-form-urlencoded or multipart/form-data"})
+        )
+    );
+    let r = srv
+        .call(
+            "POST",
+            "/services",
+            &[("Content-Type", "multipart/form-data")],
+            Some(b"host=a.example"),
+        )
+        .await;
+    assert_eq!(
+        r.sj(),
+        (
+            400,
+            json!({"message": "Cannot parse multipart/form-data body: no boundary in the Content-Type"})
         )
     );
 
@@ -986,7 +694,7 @@ async fn bodies_json_only_with_kong_messages() {
         .call("POST", "/services", &[], Some(br#"{"host":"a.example"}"#))
         .await;
     assert_eq!(r.status, 201);
-    assert_eq!(srv.backend.count(EntityKind::Service), 1);
+    assert_eq!(srv.backend.count(EntityKind::Service), 2);
     srv.stop().await;
 }
 

@@ -1,4 +1,5 @@
-//! `GET /` and `GET /status`: what clients read to learn which Kong API they talk to.
+//! `GET /`, `GET /status`, `GET /endpoints` and `GET /plugins/enabled`: what clients read
+//! to learn which Kong API they talk to.
 
 use std::collections::BTreeSet;
 
@@ -42,7 +43,9 @@ pub(super) fn root<B: Backend>(ctx: &Ctx<B>) -> Reply {
         "hostname": node.hostname,
         "configuration": {
             "role": node.role,
-            "database": "off",
+            // Not "off": decK treats that as DB-less Kong and refuses `sync`. Every write
+            // here goes through the replicated log, which is our database.
+            "database": "raft",
             "admin_listen": node.admin_listen,
         },
         "plugins": {
@@ -79,4 +82,17 @@ pub(super) fn status<B: Backend>(ctx: &Ctx<B>) -> Reply {
             Reply::json(hyper::StatusCode::SERVICE_UNAVAILABLE, body)
         }
     }
+}
+
+/// `GET /endpoints`: Kong's list of the paths this Admin API serves.
+pub(super) fn endpoints() -> Reply {
+    Reply::ok(json!({ "data": super::routing::endpoints() }))
+}
+
+/// `GET /plugins/enabled`: every bundled plugin can be enabled (there is no `plugins`
+/// setting to narrow them), sorted by name.
+pub(super) fn plugins_enabled() -> Reply {
+    let mut names: Vec<&str> = plugins::bundled().iter().map(|p| p.name).collect();
+    names.sort_unstable();
+    Reply::ok(json!({ "enabled_plugins": names }))
 }

@@ -65,7 +65,11 @@ impl PageParams {
 
     /// Takes one page from `items` (ordered by id), skipping up to `after` and filtering
     /// by tags. Reads one past the page to know whether another follows, as Kong does.
-    pub fn page<'a>(&self, items: impl Iterator<Item = &'a Entity>) -> Page {
+    pub fn page<'a>(
+        &self,
+        items: impl Iterator<Item = &'a Entity>,
+        render: impl Fn(&Entity) -> Value,
+    ) -> Page {
         let mut picked: Vec<&Entity> = Vec::with_capacity(self.size.min(DEFAULT_PAGE_SIZE));
         let mut more = false;
         let matching = items
@@ -84,7 +88,7 @@ impl PageParams {
             } else {
                 None
             },
-            data: picked.into_iter().map(Entity::to_json).collect(),
+            data: picked.into_iter().map(render).collect(),
         }
     }
 
@@ -142,7 +146,7 @@ pub(super) fn parse_size(raw: &str) -> Result<usize, KongError> {
 
 /// What Lua's `tonumber` accepts from a string: decimal (with exponent) or `0x` hex,
 /// surrounded by whitespace. Not `inf` or `nan`, which Rust's parser would take.
-fn lua_tonumber(s: &str) -> Option<f64> {
+pub(super) fn lua_tonumber(s: &str) -> Option<f64> {
     let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
     let (neg, digits) = match t.strip_prefix('-') {
         Some(rest) => (true, rest),

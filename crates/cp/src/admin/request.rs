@@ -1,12 +1,14 @@
-//! Reading a request: path segments, query arguments, the JSON body and the request id.
+//! Reading a request: path segments, query arguments, the body (JSON or a form) and the
+//! request id.
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::form;
 use super::reply::Reply;
 use super::MAX_BODY_BYTES;
 
@@ -59,12 +61,19 @@ impl AdminRequest {
         })
     }
 
-    /// The body as a JSON value: `{}` when empty, Kong's message when unparsable.
-    pub async fn json_body(&mut self) -> Result<Value, Reply> {
+    pub fn content_type(&self) -> Option<String> {
+        self.headers
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// The raw body, at most `limit` bytes (413 beyond, before reading when the length
+    /// is declared).
+    pub async fn bytes(&mut self, limit: usize) -> Result<Bytes, Reply> {
         let too_large = || {
             Reply::message(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+                format!("request body exceeds {limit} bytes"),
             )
         };
         let declared = self
@@ -72,33 +81,97 @@ impl AdminRequest {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
         let Some(body) = self.body.take() else {
-            return Ok(Value::Object(Map::new()));
+            return Ok(Bytes::new());
         };
-        let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-            Err(e) => return Err(Reply::bad_request(format!("Cannot read request body: {e}"))),
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(Map::new()));
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(e) => Err(Reply::bad_request(format!("Cannot read request body: {e}"))),
         }
-        if let Some(ct) = self.headers.get(CONTENT_TYPE) {
-            if !is_json(ct.to_str().unwrap_or("")) {
-                return Err(Reply::message(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!(
-                        "Unsupported Content-Type: {} (JSON bodies only for now)",
-                        String::from_utf8_lossy(ct.as_bytes())
-                    ),
-                ));
-            }
-        }
-        serde_json::from_slice(&bytes).map_err(|_| Reply::bad_request("Cannot parse JSON body"))
     }
+
+    /// The body by its Content-Type: JSON (also when none is given), or a form
+    /// (`application/x-www-form-urlencoded`, `multipart/form-data`) decoded with Kong's
+    /// key syntax into a tree of strings. Empty is `{}`.
+    pub async fn body(&mut self) -> Result<Body, Reply> {
+        let bytes = self.bytes(MAX_BODY_BYTES).await?;
+        let content_type = self.content_type();
+        parse_body(&bytes, content_type.as_deref())
+    }
+
+    /// The body as JSON whatever its encoding; forms stay strings (for bodies without an
+    /// entity schema to coerce by).
+    pub async fn json_body(&mut self) -> Result<Value, Reply> {
+        Ok(self.body().await?.into_value())
+    }
+}
+
+/// A request body, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Body {
+    Json(Value),
+    /// Form fields as strings, `""` already turned into `null` as Kong does; values are
+    /// coerced to the schema's types by the caller.
+    Form(Value),
+}
+
+impl Body {
+    pub fn into_value(self) -> Value {
+        match self {
+            Body::Json(v) | Body::Form(v) => v,
+        }
+    }
+}
+
+/// What media type a Content-Type names, lower-cased, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+pub(super) fn is_form(content_type: &str) -> bool {
+    media_type(content_type) == "application/x-www-form-urlencoded"
+}
+
+pub(super) fn is_multipart(content_type: &str) -> bool {
+    media_type(content_type) == "multipart/form-data"
+}
+
+pub(super) fn parse_body(bytes: &[u8], content_type: Option<&str>) -> Result<Body, Reply> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Body::Json(Value::Object(Map::new())));
+    }
+    match content_type {
+        None => parse_json(bytes).map(Body::Json),
+        Some(ct) if is_json(ct) => parse_json(bytes).map(Body::Json),
+        Some(ct) if is_form(ct) => Ok(Body::Form(form::decode(form::urlencoded(bytes)))),
+        Some(ct) if is_multipart(ct) => {
+            let parts = form::multipart(bytes, ct).map_err(|why| {
+                Reply::bad_request(format!("Cannot parse multipart/form-data body: {why}"))
+            })?;
+            Ok(Body::Form(form::decode(parts)))
+        }
+        // Kong ignores a body it cannot read and validates what is left; we say why.
+        Some(ct) => Err(Reply::message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Unsupported Content-Type: {ct}; send application/json, \
+                 application/x-www-form-urlencoded or multipart/form-data"
+            ),
+        )),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, Reply> {
+    serde_json::from_slice(bytes).map_err(|_| Reply::bad_request("Cannot parse JSON body"))
 }
 
 /// `application/json` and `application/*+json`, any parameters.

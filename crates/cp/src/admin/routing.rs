@@ -1,6 +1,7 @@
 //! Which handler answers a path and method. Paths follow Kong's generated endpoints:
 //! `/{e}`, `/{e}/{x}`, `/{parent}/{p}/{e}`, `/{parent}/{p}/{e}/{x}` and `/{e}/{x}/{fk}`,
-//! derived from the relations declared in `tidegate_model::kind` for the kinds served.
+//! derived from the relations declared in `tidegate_model::kind`, with Kong's URL names
+//! for credentials (`/key-auths`, `/consumers/{c}/key-auth`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,11 +16,8 @@ use tracing::{debug, Instrument};
 use super::entities::{self, Scope};
 use super::reply::{Handled, Reply};
 use super::request::AdminRequest;
-use super::{cluster, info};
+use super::{cluster, config, info, schemas, tags};
 use crate::backend::Backend;
-
-/// The entity kinds the Admin API serves so far. Paths of the other kinds answer 404.
-pub(super) const SERVED: &[EntityKind] = &[EntityKind::Service, EntityKind::Route];
 
 /// What every request handler shares.
 pub(super) struct Ctx<B> {
@@ -41,6 +39,19 @@ pub(super) struct Counters {
 pub(super) enum Target {
     Root,
     Status,
+    Endpoints,
+    PluginsEnabled,
+    /// `/schemas/{entity}`
+    Schema(String),
+    /// `/schemas/plugins/{name}`
+    PluginSchema(String),
+    /// `/schemas/{entity}/validate`
+    SchemaValidate(String),
+    /// `/schemas/plugins/validate`
+    PluginSchemaValidate,
+    Tags,
+    Tag(String),
+    Config,
     ControlPlanes,
     ControlPlane(String),
     /// `/services`
@@ -117,12 +128,21 @@ impl Target {
         Some(match seg.as_slice() {
             [] => Target::Root,
             ["status"] => Target::Status,
+            ["endpoints"] => Target::Endpoints,
+            ["config"] => Target::Config,
+            ["tags"] => Target::Tags,
+            ["tags", t] => Target::Tag(t.to_string()),
+            ["plugins", "enabled"] => Target::PluginsEnabled,
+            ["schemas", "plugins", "validate"] => Target::PluginSchemaValidate,
+            ["schemas", "plugins", name] => Target::PluginSchema(name.to_string()),
+            ["schemas", e] => Target::Schema(e.to_string()),
+            ["schemas", e, "validate"] => Target::SchemaValidate(e.to_string()),
             ["clustering", "control-planes"] => Target::ControlPlanes,
             ["clustering", "control-planes", id] => Target::ControlPlane(id.to_string()),
-            [e] => Target::Collection(served(e)?),
-            [e, x] => Target::Entity(served(e)?, x.to_string()),
+            [e] => Target::Collection(top_level(e)?),
+            [e, x] => Target::Entity(top_level(e)?, x.to_string()),
             [e, x, sub] => {
-                let kind = served(e)?;
+                let kind = top_level(e)?;
                 if let Some((child, field)) = child_of(kind, sub) {
                     Target::NestedCollection {
                         parent: kind,
@@ -131,10 +151,7 @@ impl Target {
                         field,
                     }
                 } else {
-                    let rel = kind
-                        .relations()
-                        .iter()
-                        .find(|r| r.field == *sub && SERVED.contains(&r.parent))?;
+                    let rel = kind.relations().iter().find(|r| r.field == *sub)?;
                     Target::ForeignEntity {
                         kind,
                         key: x.to_string(),
@@ -144,7 +161,7 @@ impl Target {
                 }
             }
             [e, p, sub, x] => {
-                let parent = served(e)?;
+                let parent = top_level(e)?;
                 let (kind, field) = child_of(parent, sub)?;
                 Target::NestedEntity {
                     parent,
@@ -159,16 +176,83 @@ impl Target {
     }
 }
 
-/// The served kind whose URL name is `name`.
-fn served(name: &str) -> Option<EntityKind> {
-    SERVED.iter().copied().find(|k| k.table() == name)
+/// A kind's top-level URL name (Kong's `admin_api_name`); `None` for targets, which
+/// Kong serves only under their upstream.
+pub(super) fn top_level_name(kind: EntityKind) -> Option<&'static str> {
+    match kind {
+        EntityKind::Target => None,
+        EntityKind::KeyauthCredential => Some("key-auths"),
+        EntityKind::BasicauthCredential => Some("basic-auths"),
+        k => Some(k.table()),
+    }
 }
 
-/// The served kind named `name` that references `parent`, and its foreign-key field.
+/// A kind's URL name under its parent (Kong's `admin_api_nested_name`).
+pub(super) fn nested_name(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::KeyauthCredential => "key-auth",
+        EntityKind::BasicauthCredential => "basic-auth",
+        k => k.table(),
+    }
+}
+
+/// The kind whose top-level URL name is `name`.
+fn top_level(name: &str) -> Option<EntityKind> {
+    EntityKind::ALL
+        .into_iter()
+        .find(|k| top_level_name(*k) == Some(name))
+}
+
+/// The kind nested under `parent` as `name`, and its foreign-key field.
 fn child_of(parent: EntityKind, name: &str) -> Option<(EntityKind, &'static str)> {
-    let child = served(name)?;
-    let rel = child.relations().iter().find(|r| r.parent == parent)?;
-    Some((child, rel.field))
+    parent
+        .children()
+        .find(|(child, _)| nested_name(*child) == name)
+        .map(|(child, rel)| (child, rel.field))
+}
+
+/// Every path served, Kong-style (`/services/{services}`), for `GET /endpoints`.
+pub(super) fn endpoints() -> Vec<String> {
+    let mut out: Vec<String> = [
+        "/",
+        "/status",
+        "/endpoints",
+        "/config",
+        "/tags",
+        "/tags/{tags}",
+        "/plugins/enabled",
+        "/schemas/{name}",
+        "/schemas/{db_entity_name}/validate",
+        "/schemas/plugins/{name}",
+        "/schemas/plugins/validate",
+        "/clustering/control-planes",
+        "/clustering/control-planes/{id}",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    for kind in EntityKind::ALL {
+        let t = kind.table();
+        if let Some(name) = top_level_name(kind) {
+            out.push(format!("/{name}"));
+            out.push(format!("/{name}/{{{t}}}"));
+            for rel in kind.relations() {
+                out.push(format!("/{name}/{{{t}}}/{}", rel.field));
+            }
+        }
+        for (child, _) in kind.children() {
+            let (Some(name), c) = (top_level_name(kind), child.table()) else {
+                continue;
+            };
+            let nested = nested_name(child);
+            out.push(format!("/{name}/{{{t}}}/{nested}"));
+            out.push(format!("/{name}/{{{t}}}/{nested}/{{{c}}}"));
+        }
+    }
+    // Kong sorts with `/` below every other character, so segments sort as a whole.
+    out.sort_by_key(|p| p.replace('/', "\0"));
+    out.dedup();
+    out
 }
 
 /// Answers one request. Never fails: every error is a response.
@@ -200,12 +284,27 @@ async fn dispatch<B: Backend>(req: &mut AdminRequest, ctx: &Ctx<B>) -> Handled {
     match (target, method) {
         (Target::Root, Method::GET) => Ok(info::root(ctx)),
         (Target::Status, Method::GET) => Ok(info::status(ctx)),
+        (Target::Endpoints, Method::GET) => Ok(info::endpoints()),
+        (Target::PluginsEnabled, Method::GET) => Ok(info::plugins_enabled()),
+        (Target::Schema(name), Method::GET) => schemas::entity(&name),
+        (Target::PluginSchema(name), Method::GET) => schemas::plugin(&name),
+        (Target::SchemaValidate(name), Method::POST) => schemas::validate(ctx, req, &name).await,
+        (Target::PluginSchemaValidate, Method::POST) => {
+            schemas::validate(ctx, req, "plugins").await
+        }
+        (Target::Tags, Method::GET) => tags::list(ctx, None, &req.query),
+        (Target::Tag(tag), Method::GET) => {
+            // The tag as the client sent it, as in Kong's `next`.
+            tags::list(ctx, Some((&tag, &raw[1])), &req.query)
+        }
+        (Target::Config, Method::GET) => Ok(config::export(ctx)),
+        (Target::Config, Method::POST) => config::import(ctx, req).await,
         (Target::ControlPlanes, Method::GET) => Ok(cluster::list(ctx).await),
         (Target::ControlPlanes, Method::POST) => cluster::add(ctx, req).await,
         (Target::ControlPlane(id), Method::DELETE) => cluster::remove(ctx, &id).await,
 
         (Target::Collection(kind), Method::GET) => {
-            let path = format!("/{}", kind.table());
+            let path = format!("/{}", raw[0]);
             entities::list(ctx, kind, None, &req.query, &path)
         }
         (Target::Collection(kind), Method::POST) => entities::create(ctx, req, kind, None).await,
@@ -229,7 +328,7 @@ async fn dispatch<B: Backend>(req: &mut AdminRequest, ctx: &Ctx<B>) -> Handled {
             };
             if m == Method::GET {
                 // The parent key as the client sent it, as in Kong's `next`.
-                let path = format!("/{}/{}/{}", parent.table(), raw[1], kind.table());
+                let path = format!("/{}/{}/{}", raw[0], raw[1], raw[2]);
                 entities::list(ctx, kind, Some(scope), &req.query, &path)
             } else {
                 entities::create(ctx, req, kind, Some(scope)).await

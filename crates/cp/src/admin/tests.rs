@@ -2,13 +2,18 @@
 //! The HTTP behaviour is tested end to end in `tests/admin_http.rs`.
 
 use serde_json::json;
-use tidegate_model::EntityKind::{Route, Service};
+use tidegate_model::EntityKind::{
+    Acl, BasicauthCredential, Certificate, Consumer, KeyauthCredential, Plugin, Route, Service,
+    Sni, Target as Target_, Upstream,
+};
 use uuid::Uuid;
 
 use super::cluster::parse_member;
+use super::coerce::coerce;
+use super::form::{decode, multipart, urlencoded};
 use super::pagination::{decode_offset, encode_offset, parse_size, parse_tags, TagFilter};
 use super::request::{escape_uri, is_json, percent_decode, raw_segments, Query};
-use super::routing::Target;
+use super::routing::{endpoints, Target};
 
 fn segs(path: &str) -> Vec<String> {
     raw_segments(path)
@@ -61,10 +66,95 @@ fn paths_map_to_targets() {
             "/clustering/control-planes/3",
             Some(Target::ControlPlane(s("3"))),
         ),
-        // Not served yet, or not Kong paths at all.
-        ("/consumers", None),
-        ("/services/s1/plugins", None),
-        ("/services/s1/client_certificate", None),
+        (
+            "/consumers/bob/key-auth/k1",
+            Some(Target::NestedEntity {
+                parent: Consumer,
+                parent_key: s("bob"),
+                kind: KeyauthCredential,
+                key: s("k1"),
+                field: "consumer",
+            }),
+        ),
+        ("/key-auths", Some(Target::Collection(KeyauthCredential))),
+        (
+            "/basic-auths/x",
+            Some(Target::Entity(BasicauthCredential, s("x"))),
+        ),
+        ("/acls", Some(Target::Collection(Acl))),
+        (
+            "/consumers/c/acls",
+            Some(Target::NestedCollection {
+                parent: Consumer,
+                parent_key: s("c"),
+                kind: Acl,
+                field: "consumer",
+            }),
+        ),
+        (
+            "/services/s1/plugins",
+            Some(Target::NestedCollection {
+                parent: Service,
+                parent_key: s("s1"),
+                kind: Plugin,
+                field: "service",
+            }),
+        ),
+        (
+            "/services/s1/client_certificate",
+            Some(Target::ForeignEntity {
+                kind: Service,
+                key: s("s1"),
+                field: "client_certificate",
+                parent: Certificate,
+            }),
+        ),
+        (
+            "/snis/a.example/certificate",
+            Some(Target::ForeignEntity {
+                kind: Sni,
+                key: s("a.example"),
+                field: "certificate",
+                parent: Certificate,
+            }),
+        ),
+        (
+            "/upstreams/u/targets/10.0.0.1:80",
+            Some(Target::NestedEntity {
+                parent: Upstream,
+                parent_key: s("u"),
+                kind: Target_,
+                key: s("10.0.0.1:80"),
+                field: "upstream",
+            }),
+        ),
+        ("/plugins/enabled", Some(Target::PluginsEnabled)),
+        ("/plugins/p1", Some(Target::Entity(Plugin, s("p1")))),
+        ("/endpoints", Some(Target::Endpoints)),
+        ("/config", Some(Target::Config)),
+        ("/tags", Some(Target::Tags)),
+        ("/tags/a%2Fb", Some(Target::Tag(s("a/b")))),
+        ("/schemas/services", Some(Target::Schema(s("services")))),
+        ("/schemas/plugins", Some(Target::Schema(s("plugins")))),
+        (
+            "/schemas/plugins/key-auth",
+            Some(Target::PluginSchema(s("key-auth"))),
+        ),
+        (
+            "/schemas/plugins/validate",
+            Some(Target::PluginSchemaValidate),
+        ),
+        (
+            "/schemas/routes/validate",
+            Some(Target::SchemaValidate(s("routes"))),
+        ),
+        // Not Kong paths: targets live only under upstreams, credentials under their
+        // nested names, and nothing nests a kind under itself.
+        ("/targets", None),
+        ("/targets/t/upstream", None),
+        ("/keyauth_credentials", None),
+        ("/consumers/c/key-auths", None),
+        ("/consumers/c/keyauth_credentials", None),
         ("/routes/r1/routes", None),
         ("/services/s1/services", None),
         ("/routes/r1/services/s1", None),
@@ -230,4 +320,168 @@ fn member_bodies() {
     ] {
         assert!(parse_member(&bad).is_err(), "{bad}");
     }
+}
+
+// === forms ===
+
+fn form(body: &str) -> serde_json::Value {
+    decode(urlencoded(body.as_bytes()))
+}
+
+#[test]
+fn form_names_follow_kong_syntax() {
+    assert_eq!(
+        form("name=svc&host=a.example&port=80"),
+        json!({"name": "svc", "host": "a.example", "port": "80"})
+    );
+    // Nesting with dots, as `config.minute=5` and `service.id=…`.
+    assert_eq!(
+        form("config.minute=5&config.policy=local&service.id=x"),
+        json!({"config": {"minute": "5", "policy": "local"}, "service": {"id": "x"}})
+    );
+    // Arrays: `[]` appends, `[n]` places, a repeated name collects.
+    assert_eq!(
+        form("paths[]=/a&paths[]=/b"),
+        json!({"paths": ["/a", "/b"]})
+    );
+    assert_eq!(
+        form("paths[2]=/b&paths[1]=/a"),
+        json!({"paths": ["/a", "/b"]})
+    );
+    assert_eq!(
+        form("hosts=a&hosts=b&hosts=c"),
+        json!({"hosts": ["a", "b", "c"]})
+    );
+    assert_eq!(
+        form("config.add.headers[]=x:1&config.add.headers[]=y:2"),
+        json!({"config": {"add": {"headers": ["x:1", "y:2"]}}})
+    );
+    // Percent-decoding and `+` as a space, in names and values.
+    assert_eq!(
+        form("tags%5B%5D=a+b&tags%5B%5D=c%2Cd"),
+        json!({"tags": ["a b", "c,d"]})
+    );
+    // An empty value is `null` (Kong's `infer`), so a form can clear a field.
+    assert_eq!(form("path=&name=x"), json!({"path": null, "name": "x"}));
+    // A name that starts or ends with a dot is taken as it is.
+    assert_eq!(form(".a=1&b.=2"), json!({".a": "1", "b.": "2"}));
+    assert_eq!(form(""), json!({}));
+}
+
+#[test]
+fn multipart_parts_become_fields() {
+    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nsvc\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"paths[]\"\r\n\r\n/a\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"paths[]\"\r\n\r\n/b\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"cert\"; filename=\"c.pem\"\r\n\
+                Content-Type: application/x-pem-file\r\n\r\nline1\r\nline2\r\n\
+                --XyZ\r\nContent-Disposition: form-data; name=\"config\"\r\n\
+                Content-Type: application/json\r\n\r\n{\"minute\": 5}\r\n\
+                --XyZ--\r\n";
+    let parts = multipart(body.as_bytes(), "multipart/form-data; boundary=XyZ").unwrap();
+    assert_eq!(
+        decode(parts),
+        json!({"name": "svc", "paths": ["/a", "/b"], "cert": "line1\r\nline2",
+               "config": {"minute": 5}})
+    );
+    // A quoted boundary.
+    let quoted = "--b c\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b c--";
+    let parts = multipart(quoted.as_bytes(), "multipart/form-data; boundary=\"b c\"").unwrap();
+    assert_eq!(decode(parts), json!({"x": "1"}));
+
+    for (body, ct, why) in [
+        (
+            "x",
+            "multipart/form-data",
+            "no boundary in the Content-Type",
+        ),
+        (
+            "nothing here",
+            "multipart/form-data; boundary=q",
+            "no part delimiter",
+        ),
+        (
+            "--q\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nunclosed",
+            "multipart/form-data; boundary=q",
+            "the last part is not closed",
+        ),
+    ] {
+        assert_eq!(multipart(body.as_bytes(), ct).unwrap_err(), why, "{body:?}");
+    }
+    let binary = b"--q\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n\xff\xfe\r\n--q--";
+    assert_eq!(
+        multipart(binary, "multipart/form-data; boundary=q").unwrap_err(),
+        "part 'x' is not UTF-8 text"
+    );
+}
+
+#[test]
+fn forms_take_the_types_the_schema_expects() {
+    let mut svc = form("name=123&host=a.example&port=8080&retries=0x10&enabled=false&tags=one");
+    coerce(Service, &mut svc, None);
+    assert_eq!(
+        svc,
+        json!({"name": "123", "host": "a.example", "port": 8080, "retries": 16,
+               "enabled": false, "tags": ["one"]})
+    );
+
+    // Plugin configs by the plugin's own schema; numbers stay numbers, set items too.
+    let mut plugin = form("name=rate-limiting&config.minute=5&config.hour=1.5&config.fault_tolerant=true&protocols=http");
+    coerce(Plugin, &mut plugin, None);
+    assert_eq!(
+        plugin,
+        json!({"name": "rate-limiting", "protocols": ["http"],
+               "config": {"minute": 5, "hour": 1.5, "fault_tolerant": true}})
+    );
+
+    // Items of an integer array, after the lone value became an array.
+    let mut up = form("name=u&healthchecks.active.healthy.http_statuses=200");
+    coerce(Upstream, &mut up, None);
+    assert_eq!(
+        up["healthchecks"]["active"]["healthy"]["http_statuses"],
+        json!([200])
+    );
+
+    // What does not convert stays as it was, for the write to refuse with Kong's message.
+    let mut bad = form("host=a.example&port=eighty&enabled=yes");
+    coerce(Service, &mut bad, None);
+    assert_eq!(
+        bad,
+        json!({"host": "a.example", "port": "eighty", "enabled": "yes"})
+    );
+
+    // A PATCH body is judged merged into the stored entity: here the plugin's name.
+    let stored = json!({"name": "rate-limiting", "config": {"minute": 1}});
+    let mut patch = form("config.second=2");
+    coerce(Plugin, &mut patch, Some(&stored));
+    assert_eq!(patch, json!({"config": {"second": 2}}));
+}
+
+#[test]
+fn endpoints_are_kong_shaped_and_sorted() {
+    let all = endpoints();
+    for path in [
+        "/services",
+        "/services/{services}",
+        "/services/{services}/routes/{routes}",
+        "/services/{services}/plugins",
+        "/routes/{routes}/service",
+        "/consumers/{consumers}/key-auth/{keyauth_credentials}",
+        "/key-auths/{keyauth_credentials}/consumer",
+        "/upstreams/{upstreams}/targets/{targets}",
+        "/certificates/{certificates}/snis",
+        "/snis/{snis}/certificate",
+        "/schemas/plugins/{name}",
+        "/config",
+    ] {
+        assert!(all.iter().any(|p| p == path), "{path} missing");
+    }
+    assert!(!all.iter().any(|p| p.starts_with("/targets")));
+    // `/` sorts below every character, so `/services/…` comes before `/services_x`.
+    let pos = |p: &str| all.iter().position(|x| x == p).unwrap();
+    assert!(pos("/services/{services}/routes") < pos("/snis"));
+    assert!(pos("/plugins") < pos("/plugins/enabled"));
+    let mut dedup = all.clone();
+    dedup.dedup();
+    assert_eq!(dedup, all);
 }
