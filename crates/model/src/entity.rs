@@ -309,6 +309,23 @@ macro_rules! each_entity {
     };
 }
 
+/// The accessors every entity struct has in the same shape (`id`, `created_at`, `tags`
+/// fields), for use inside an `impl EntityKindImpl`.
+macro_rules! entity_fields {
+    () => {
+        fn id(&self) -> uuid::Uuid {
+            self.id
+        }
+        fn created_at(&self) -> i64 {
+            self.created_at
+        }
+        fn tags(&self) -> Option<&[String]> {
+            self.tags.as_deref()
+        }
+    };
+}
+pub(crate) use entity_fields;
+
 /// What every entity kind provides.
 pub trait EntityKindImpl: Sized {
     const KIND: EntityKind;

@@ -222,7 +222,7 @@ fn plan(state: &ConfigState, op: &Op, fixed: Fixed) -> Result<Plan, KongError> {
         }
         Op::Import { entities } => {
             check_import(entities)?;
-            Ok((None, diff(state, entities)))
+            Ok((None, import_changes(state, entities)))
         }
         Op::Batch { .. } => unreachable!("Machine::apply_op handles batches"),
     }
@@ -423,9 +423,10 @@ fn push_error(errors: &mut Map<String, Value>, kind: EntityKind, msg: String) {
     }
 }
 
-/// The Events that turn `state` into exactly `entities`: deletes first (children before
-/// parents), then puts of what is new or changed (parents before children).
-fn diff(state: &ConfigState, entities: &[Entity]) -> Vec<Change> {
+/// The changes that turn `state` into exactly `entities`: deletes first (children before
+/// parents), then puts of what is new or changed (parents before children). Empty when
+/// an import of `entities` would change nothing — what `POST /config?check_hash=1` asks.
+pub fn import_changes(state: &ConfigState, entities: &[Entity]) -> Vec<Change> {
     let wanted: BTreeMap<(EntityKind, Uuid), &Entity> =
         entities.iter().map(|e| ((e.kind(), e.id()), e)).collect();
     let mut changes = Vec::new();

@@ -10,8 +10,6 @@
 //! with the config, ignoring `created_at`/`updated_at` as `Op::Import` does, so a file
 //! reformatted or reordered without a change in meaning is also "the same".
 
-use std::collections::BTreeSet;
-
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 use tidegate_model::declarative::{self, ParseOptions};
@@ -138,28 +136,7 @@ fn source(bytes: &[u8], content_type: Option<&str>) -> Result<Source, Reply> {
     }
 }
 
-/// Whether importing `entities` would produce no Events: the same set of (kind, id), each
-/// equal but for its timestamps.
+/// Whether importing `entities` would produce no Events.
 fn unchanged(config: &ConfigState, entities: &[Entity]) -> bool {
-    let keys: BTreeSet<(EntityKind, uuid::Uuid)> =
-        entities.iter().map(|e| (e.kind(), e.id())).collect();
-    keys.len() == entities.len()
-        && keys.len() == config.len()
-        && entities.iter().all(|e| {
-            config
-                .get(e.kind(), e.id())
-                .is_some_and(|old| old == e || same_but_timestamps(old, e))
-        })
-}
-
-fn same_but_timestamps(a: &Entity, b: &Entity) -> bool {
-    let strip = |e: &Entity| {
-        let mut v = e.to_json();
-        if let Value::Object(o) = &mut v {
-            o.remove("created_at");
-            o.remove("updated_at");
-        }
-        v
-    };
-    strip(a) == strip(b)
+    tidegate_state::import_changes(config, entities).is_empty()
 }

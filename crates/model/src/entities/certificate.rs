@@ -85,12 +85,7 @@ fn read_key(
 impl EntityKindImpl for Certificate {
     const KIND: EntityKind = EntityKind::Certificate;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -151,21 +146,12 @@ impl EntityKindImpl for Certificate {
             tags,
         }
     }
-
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
-    }
 }
 
 impl EntityKindImpl for Sni {
     const KIND: EntityKind = EntityKind::Sni;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -203,20 +189,12 @@ impl EntityKindImpl for Sni {
     fn endpoint_key(&self) -> Option<String> {
         Some(self.name.clone())
     }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
-    }
 }
 
 impl EntityKindImpl for CaCertificate {
     const KIND: EntityKind = EntityKind::CaCertificate;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -251,8 +229,5 @@ impl EntityKindImpl for CaCertificate {
 
     fn unique_keys(&self) -> Vec<(&'static str, String)> {
         vec![("cert_digest", self.cert_digest.clone())]
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

@@ -21,12 +21,7 @@ pub struct Consumer {
 impl EntityKindImpl for Consumer {
     const KIND: EntityKind = EntityKind::Consumer;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -64,8 +59,5 @@ impl EntityKindImpl for Consumer {
     }
     fn endpoint_key(&self) -> Option<String> {
         self.username.clone()
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

@@ -61,12 +61,7 @@ fn consumer(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Option<Fk> {
 impl EntityKindImpl for KeyauthCredential {
     const KIND: EntityKind = EntityKind::KeyauthCredential;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -98,20 +93,12 @@ impl EntityKindImpl for KeyauthCredential {
     fn endpoint_key(&self) -> Option<String> {
         Some(self.key.clone())
     }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
-    }
 }
 
 impl EntityKindImpl for BasicauthCredential {
     const KIND: EntityKind = EntityKind::BasicauthCredential;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -151,20 +138,12 @@ impl EntityKindImpl for BasicauthCredential {
     fn endpoint_key(&self) -> Option<String> {
         Some(self.username.clone())
     }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
-    }
 }
 
 impl EntityKindImpl for Acl {
     const KIND: EntityKind = EntityKind::Acl;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -190,8 +169,5 @@ impl EntityKindImpl for Acl {
     }
     fn endpoint_key(&self) -> Option<String> {
         Some(self.group.clone())
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

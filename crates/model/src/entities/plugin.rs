@@ -36,12 +36,7 @@ pub fn not_enabled(name: &str) -> String {
 impl EntityKindImpl for Plugin {
     const KIND: EntityKind = EntityKind::Plugin;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -137,8 +132,5 @@ impl EntityKindImpl for Plugin {
     }
     fn endpoint_key(&self) -> Option<String> {
         self.instance_name.clone()
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

@@ -189,12 +189,7 @@ fn header_value(v: &str) -> Result<(), String> {
 impl EntityKindImpl for Route {
     const KIND: EntityKind = EntityKind::Route;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         use Subschema::*;
@@ -497,8 +492,5 @@ impl EntityKindImpl for Route {
     }
     fn endpoint_key(&self) -> Option<String> {
         self.name.clone()
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

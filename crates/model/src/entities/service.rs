@@ -157,12 +157,7 @@ fn field<T>(r: &mut Reader<'_>, key: &str, res: Result<T, String>) -> Option<T> 
 impl EntityKindImpl for Service {
     const KIND: EntityKind = EntityKind::Service;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -304,9 +299,6 @@ impl EntityKindImpl for Service {
     }
     fn endpoint_key(&self) -> Option<String> {
         self.name.clone()
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }
 

@@ -36,12 +36,7 @@ pub fn normalize_target(s: &str) -> Result<String, String> {
 impl EntityKindImpl for Target {
     const KIND: EntityKind = EntityKind::Target;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -80,8 +75,5 @@ impl EntityKindImpl for Target {
     }
     fn endpoint_key(&self) -> Option<String> {
         Some(self.target.clone())
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

@@ -357,12 +357,7 @@ fn one_of_value(
 impl EntityKindImpl for Upstream {
     const KIND: EntityKind = EntityKind::Upstream;
 
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn created_at(&self) -> i64 {
-        self.created_at
-    }
+    crate::entity::entity_fields!();
 
     fn read(r: &mut Reader<'_>, cx: &mut Cx<'_, '_>) -> Self {
         let id = cx.id(r);
@@ -571,8 +566,5 @@ impl EntityKindImpl for Upstream {
     }
     fn endpoint_key(&self) -> Option<String> {
         Some(self.name.clone())
-    }
-    fn tags(&self) -> Option<&[String]> {
-        self.tags.as_deref()
     }
 }

@@ -8,17 +8,7 @@ use crate::error::Errors;
 use crate::input::Reader;
 use crate::typedefs;
 
-/// `typedefs.protocols` as OSS Kong 3.x defines them.
-pub const PROTOCOLS: &[&str] = &[
-    "grpc",
-    "grpcs",
-    "http",
-    "https",
-    "tcp",
-    "tls",
-    "tls_passthrough",
-    "udp",
-];
+use crate::typedefs::PROTOCOLS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IpRestrictionConfig {

@@ -7,7 +7,7 @@ use crate::input::Reader;
 
 /// OSS `typedefs.protocols`: recent Kong allows this plugin on any protocol, while
 /// defaulting to the HTTP ones.
-const PROTOCOLS: &[&str] = super::ip_restriction::PROTOCOLS;
+use crate::typedefs::PROTOCOLS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestTransformerConfig {
