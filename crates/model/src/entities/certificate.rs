@@ -43,18 +43,20 @@ pub struct CaCertificate {
     pub tags: Option<Vec<String>>,
 }
 
-/// Reads a PEM certificate field, recording Kong's message when it does not parse.
-fn read_cert(
+/// Reads a PEM field with `parse` (a certificate or a key), recording Kong's message
+/// when it does not parse.
+fn read_pem<T>(
     r: &mut Reader<'_>,
     key: &'static str,
     required: bool,
-) -> Option<(String, pki::CertInfo)> {
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<(String, T)> {
     let pem = if required {
         r.req_string(key)
     } else {
         r.string(key)
     }?;
-    match pki::parse_cert(&pem) {
+    match parse(&pem) {
         Ok(info) => Some((pem, info)),
         Err(m) => {
             r.error(key, m);
@@ -63,23 +65,20 @@ fn read_cert(
     }
 }
 
+fn read_cert(
+    r: &mut Reader<'_>,
+    key: &'static str,
+    required: bool,
+) -> Option<(String, pki::CertInfo)> {
+    read_pem(r, key, required, pki::parse_cert)
+}
+
 fn read_key(
     r: &mut Reader<'_>,
     key: &'static str,
     required: bool,
 ) -> Option<(String, pki::KeyInfo)> {
-    let pem = if required {
-        r.req_string(key)
-    } else {
-        r.string(key)
-    }?;
-    match pki::parse_key(&pem) {
-        Ok(info) => Some((pem, info)),
-        Err(m) => {
-            r.error(key, m);
-            None
-        }
-    }
+    read_pem(r, key, required, pki::parse_key)
 }
 
 impl EntityKindImpl for Certificate {

@@ -34,6 +34,20 @@ fn run(m: &mut Machine, n: u128, op: Op) -> Outcome {
     m.execute(&cmd(n, op)).0
 }
 
+/// A machine holding service `s` (command 1) and its route `r` (command 2).
+fn service_with_route() -> Machine {
+    let mut m = Machine::new();
+    run(
+        &mut m,
+        1,
+        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
+    )
+    .unwrap();
+    let route = json!({"name": "r", "paths": ["/"], "service": {"name": "s"}});
+    run(&mut m, 2, create(EntityKind::Route, route)).unwrap();
+    m
+}
+
 // === examples ===
 
 #[test]
@@ -100,22 +114,7 @@ fn a_retried_request_applies_once() {
 
 #[test]
 fn deleting_a_referenced_service_is_refused_and_cascades_go_children_first() {
-    let mut m = Machine::new();
-    run(
-        &mut m,
-        1,
-        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
-    )
-    .unwrap();
-    run(
-        &mut m,
-        2,
-        create(
-            EntityKind::Route,
-            json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}),
-        ),
-    )
-    .unwrap();
+    let mut m = service_with_route();
     run(
         &mut m,
         3,
@@ -299,22 +298,7 @@ fn reimporting_the_same_entities_produces_no_events() {
 
 #[test]
 fn an_import_with_a_dangling_reference_is_refused_whole() {
-    let mut m = Machine::new();
-    run(
-        &mut m,
-        1,
-        create(EntityKind::Service, json!({"name": "s", "host": "a.com"})),
-    )
-    .unwrap();
-    run(
-        &mut m,
-        2,
-        create(
-            EntityKind::Route,
-            json!({"name": "r", "paths": ["/"], "service": {"name": "s"}}),
-        ),
-    )
-    .unwrap();
+    let mut m = service_with_route();
     // Keep the route, drop its service.
     let route_only: Vec<Entity> = m.config.iter_kind(EntityKind::Route).cloned().collect();
     let before = m.config.clone();
