@@ -1,5 +1,9 @@
-//! `tidegate config …`: write an example declarative file, and check one.
+//! `tidegate config …`: write an example declarative file, check one, and export or
+//! import the config of a running CP through its Admin API (`GET`/`POST /config`).
 
+mod admin_client;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,13 +11,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use ring::rand::{SecureRandom, SystemRandom};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tidegate_model::declarative::{self, ParseOptions, MAX_DECLARATIVE_BYTES};
 use tidegate_model::{ConfigHash, EntityKind, KongError};
+
+use admin_client::AdminUrl;
 
 /// The example written by `config init`: the same file the README points at.
 const EXAMPLE: &str = include_str!("../../../ops/examples/tidegate.yml");
 const DEFAULT_INIT_FILE: &str = "tidegate.yml";
+/// The Admin API of a node started with no settings.
+const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8001";
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
@@ -26,6 +34,26 @@ pub enum ConfigCommand {
     },
     /// Check a declarative file: print entity counts and the config hash, or Kong's errors.
     Parse { file: PathBuf },
+    /// Export the config of a running CP as a 3.0 declarative file (to FILE, else stdout).
+    #[command(name = "db_export")]
+    DbExport {
+        file: Option<PathBuf>,
+        /// The CP's Admin API.
+        #[arg(long, default_value = DEFAULT_ADMIN_URL)]
+        admin_url: String,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load a declarative file into a running CP as one replicated write (`POST /config`):
+    /// the CP's whole config becomes the file's, all or nothing.
+    #[command(name = "db_import")]
+    DbImport {
+        file: PathBuf,
+        /// The CP's Admin API (any CP of a cluster takes the write).
+        #[arg(long, default_value = DEFAULT_ADMIN_URL)]
+        admin_url: String,
+    },
 }
 
 pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
@@ -37,6 +65,12 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Parse { file } => parse(&file),
+        ConfigCommand::DbExport {
+            file,
+            admin_url,
+            force,
+        } => db_export(file.as_deref(), &admin_url, force),
+        ConfigCommand::DbImport { file, admin_url } => db_import(&file, &admin_url),
     }
 }
 
@@ -50,7 +84,8 @@ fn init(file: &Path, force: bool) -> anyhow::Result<()> {
     std::fs::write(file, EXAMPLE).with_context(|| format!("cannot write {}", file.display()))
 }
 
-fn parse(file: &Path) -> anyhow::Result<ExitCode> {
+/// A declarative file's text, within the size limit.
+fn read_declarative(file: &Path) -> anyhow::Result<String> {
     let meta =
         std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     if meta.len() > MAX_DECLARATIVE_BYTES as u64 {
@@ -60,8 +95,12 @@ fn parse(file: &Path) -> anyhow::Result<ExitCode> {
             meta.len()
         );
     }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))?;
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {} as UTF-8 text", file.display()))
+}
+
+fn parse(file: &Path) -> anyhow::Result<ExitCode> {
+    let text = read_declarative(file)?;
     let opts = ParseOptions {
         now: unix_now(),
         entropy: entropy()?,
@@ -82,6 +121,87 @@ fn parse(file: &Path) -> anyhow::Result<ExitCode> {
             eprintln!("Error: Failed parsing:\n{}", pretty_error(&e));
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+fn db_export(file: Option<&Path>, admin_url: &str, force: bool) -> anyhow::Result<ExitCode> {
+    // Checked before the request, so a refusal changes nothing anywhere.
+    if let Some(f) = file {
+        if f.exists() && !force {
+            bail!(
+                "{} already exists; pass --force to overwrite it",
+                f.display()
+            );
+        }
+    }
+    let url = AdminUrl::parse(admin_url)?;
+    let resp = url.request("GET", "/config", None)?;
+    let yaml = match (resp.status, resp.body.get("config")) {
+        (200, Some(Value::String(yaml))) => yaml.clone(),
+        _ => bail!(
+            "GET {}/config answered {}: {}",
+            url.shown,
+            resp.status,
+            message_of(&resp.body)
+        ),
+    };
+    match file {
+        Some(f) => {
+            std::fs::write(f, &yaml).with_context(|| format!("cannot write {}", f.display()))?;
+            eprintln!("exported the config of {} to {}", url.shown, f.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(yaml.as_bytes())
+                .and_then(|()| out.flush())
+                .context("cannot write to stdout")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_import(file: &Path, admin_url: &str) -> anyhow::Result<ExitCode> {
+    let text = read_declarative(file)?;
+    let url = AdminUrl::parse(admin_url)?;
+    let resp = url.request("POST", "/config", Some(&json!({ "config": text })))?;
+    match resp.status {
+        201 => {
+            println!("import successful");
+            for kind in EntityKind::ALL {
+                let n = resp
+                    .body
+                    .get(kind.table())
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
+                if n > 0 {
+                    println!("  {}: {n}", kind.table());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        // Kong's code 14: the file's errors, rendered as `config parse` renders them.
+        400 if resp.body.get("code") == Some(&json!(14)) => {
+            let mut out = Vec::new();
+            match resp.body.get("fields") {
+                Some(fields) => render(fields, "", "", &mut out),
+                None => out.push(message_of(&resp.body)),
+            }
+            eprintln!("Error: Failed importing:\n{}", out.join("\n"));
+            Ok(ExitCode::from(1))
+        }
+        status => bail!(
+            "POST {}/config answered {status}: {}",
+            url.shown,
+            message_of(&resp.body)
+        ),
+    }
+}
+
+/// The `message` of a Kong error body, else the body itself.
+fn message_of(body: &Value) -> String {
+    match body.get("message").and_then(Value::as_str) {
+        Some(m) => m.to_string(),
+        None => body.to_string(),
     }
 }
 
@@ -140,3 +260,6 @@ fn entropy() -> anyhow::Result<u128> {
         .map_err(|_| anyhow::anyhow!("the operating system's random source failed"))?;
     Ok(u128::from_be_bytes(b))
 }
+
+#[cfg(test)]
+mod tests;

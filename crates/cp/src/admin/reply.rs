@@ -102,8 +102,11 @@ impl Reply {
     }
 
     pub fn into_response(self, server: &HeaderValue) -> Response<Full<Bytes>> {
-        let bytes = match &self.body {
-            Some(v) => Bytes::from(serde_json::to_vec(v).expect("JSON values always serialise")),
+        let bytes = match self.body {
+            Some(mut v) => {
+                integral_floats_as_integers(&mut v);
+                Bytes::from(serde_json::to_vec(&v).expect("JSON values always serialise"))
+            }
             None => Bytes::new(),
         };
         let mut resp = Response::new(Full::new(bytes));
@@ -112,5 +115,25 @@ impl Reply {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
         headers.insert(SERVER, server.clone());
         resp
+    }
+}
+
+/// Kong's cjson writes numbers with `%.14g`, so a whole `1.0` goes out as `1`; clients
+/// such as decK decode fields like `healthchecks.active.timeout` into integers and
+/// refuse `1.0`.
+pub(super) fn integral_floats_as_integers(v: &mut Value) {
+    // Beyond 2^53 a double no longer holds every integer; cjson would print an exponent.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }

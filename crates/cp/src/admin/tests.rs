@@ -12,6 +12,7 @@ use super::cluster::parse_member;
 use super::coerce::coerce;
 use super::form::{decode, multipart, urlencoded};
 use super::pagination::{decode_offset, encode_offset, parse_size, parse_tags, TagFilter};
+use super::reply::integral_floats_as_integers;
 use super::request::{escape_uri, is_json, percent_decode, raw_segments, Query};
 use super::routing::{endpoints, Target};
 
@@ -484,4 +485,23 @@ fn endpoints_are_kong_shaped_and_sorted() {
     let mut dedup = all.clone();
     dedup.dedup();
     assert_eq!(dedup, all);
+}
+
+#[test]
+fn whole_numbers_go_out_as_integers_as_cjson_writes_them() {
+    let mut v = json!({
+        "timeout": 1.0,
+        "nested": [{"ratio": 0.5}, 2.0, -3.0, 7],
+        "huge": 1e300,
+        "name": "1.0",
+    });
+    integral_floats_as_integers(&mut v);
+    assert_eq!(serde_json::to_string(&v["timeout"]).unwrap(), "1");
+    assert_eq!(
+        serde_json::to_string(&v["nested"]).unwrap(),
+        r#"[{"ratio":0.5},2,-3,7]"#
+    );
+    // Beyond 2^53 a double is left as it is.
+    assert!(v["huge"].is_f64());
+    assert_eq!(v["name"], json!("1.0"));
 }
