@@ -326,3 +326,24 @@ async fn validate_judges_the_schema_and_writes_nothing() {
     assert_eq!(srv.writes(), 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn upstream_health_says_it_is_not_supported_yet() {
+    let srv = start().await;
+    let missing = srv.get("/upstreams/nope.internal/health").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json(), json!({"message": "Not found"}));
+
+    let created = srv.post("/upstreams", json!({"name": "up.internal"})).await;
+    assert_eq!(created.status, 201);
+    let r = srv.get("/upstreams/up.internal/health").await;
+    assert_eq!(r.status, 501);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("reported by data planes"),
+        "{:?}",
+        r.json()
+    );
+}

@@ -54,6 +54,8 @@ pub(super) enum Target {
     Config,
     ControlPlanes,
     ControlPlane(String),
+    /// `/upstreams/{u}/health`
+    UpstreamHealth(String),
     /// `/services`
     Collection(EntityKind),
     /// `/services/{x}`
@@ -139,6 +141,7 @@ impl Target {
             ["schemas", e, "validate"] => Target::SchemaValidate(e.to_string()),
             ["clustering", "control-planes"] => Target::ControlPlanes,
             ["clustering", "control-planes", id] => Target::ControlPlane(id.to_string()),
+            ["upstreams", u, "health"] => Target::UpstreamHealth(u.to_string()),
             [e] => Target::Collection(top_level(e)?),
             [e, x] => Target::Entity(top_level(e)?, x.to_string()),
             [e, x, sub] => {
@@ -302,6 +305,21 @@ async fn dispatch<B: Backend>(req: &mut AdminRequest, ctx: &Ctx<B>) -> Handled {
         (Target::ControlPlanes, Method::GET) => Ok(cluster::list(ctx).await),
         (Target::ControlPlanes, Method::POST) => cluster::add(ctx, req).await,
         (Target::ControlPlane(id), Method::DELETE) => cluster::remove(ctx, &id).await,
+        (Target::UpstreamHealth(u), Method::GET) => {
+            let exists = ctx
+                .backend
+                .read(|m| entities::resolve(&m.config, EntityKind::Upstream, &u).is_some());
+            if !exists {
+                return Ok(Reply::not_found());
+            }
+            // Target health is observed by data planes; until they report it there is
+            // nothing true to say, so say that rather than guess.
+            Ok(Reply::message(
+                hyper::StatusCode::NOT_IMPLEMENTED,
+                "upstream health is not supported yet: it is reported by data planes, which \
+                 tidegate does not have yet (see the README)",
+            ))
+        }
 
         (Target::Collection(kind), Method::GET) => {
             let path = format!("/{}", raw[0]);
