@@ -27,7 +27,7 @@ pub use codec::{
 };
 pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS};
 pub use event::{Change, Event};
-pub use machine::{import_changes, Applied, Machine, Outcome};
+pub use machine::{import_changes, resolve, Applied, Machine, Outcome};
 pub use requests::{RequestLog, DEFAULT_REQUEST_LOG_CAPACITY};
 pub use state::{ConfigState, StateError};
 

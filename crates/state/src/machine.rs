@@ -245,7 +245,8 @@ fn parse_body(body: &str) -> Result<Value, KongError> {
     })
 }
 
-pub(crate) fn resolve<'a>(
+/// The entity a URL names: by id, or by its endpoint key.
+pub fn resolve<'a>(
     state: &'a ConfigState,
     kind: EntityKind,
     key: &EntityRef,

@@ -30,9 +30,10 @@ impl Lookup for AnyParent {
     }
 }
 
-/// The `fields` tree of a schema violation for `input` read as `kind`, if any.
-pub(super) fn schema_errors(kind: EntityKind, input: &Value) -> Option<Value> {
-    let ctx = Ctx {
+/// A context for reading an input only to learn about its schema: every parent exists,
+/// and ids, time and entropy do not matter.
+pub(super) fn probe_ctx() -> Ctx<'static> {
+    Ctx {
         fixed: Fixed {
             id: Uuid::nil(),
             now: 0,
@@ -41,8 +42,12 @@ pub(super) fn schema_errors(kind: EntityKind, input: &Value) -> Option<Value> {
         lookup: &AnyParent,
         force_id: None,
         transform: true,
-    };
-    match Entity::from_json(kind, input, &ctx) {
+    }
+}
+
+/// The `fields` tree of a schema violation for `input` read as `kind`, if any.
+pub(super) fn schema_errors(kind: EntityKind, input: &Value) -> Option<Value> {
+    match Entity::from_json(kind, input, &probe_ctx()) {
         Err(e) if e.code == ErrorCode::SchemaViolation => e.fields_json(),
         _ => None,
     }

@@ -8,7 +8,7 @@
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use tidegate_model::entities::normalize_target;
-use tidegate_model::{Entity, EntityKind, Lookup};
+use tidegate_model::{Entity, EntityKind};
 use tidegate_state::{Applied, ConfigState, EntityRef, Op};
 use uuid::Uuid;
 
@@ -411,13 +411,10 @@ fn resolve_ref<'a>(
     key: &EntityRef,
 ) -> Option<&'a Entity> {
     match key {
-        EntityRef::Id(id) => config.get(kind, *id),
         EntityRef::Key(k) if kind == EntityKind::Certificate => {
             certificates::by_sni(config, k).and_then(|id| config.get(kind, id))
         }
-        EntityRef::Key(k) => config
-            .find_by_key(kind, k)
-            .and_then(|id| config.get(kind, id)),
+        _ => tidegate_state::resolve(config, kind, key),
     }
 }
 

@@ -145,17 +145,7 @@ fn minimal_config(name: &str) -> Value {
 
 /// `kind` read from `base`, as JSON: the field list and the defaults.
 fn defaults(kind: EntityKind, base: &Value) -> Value {
-    let ctx = Ctx {
-        fixed: Fixed {
-            id: Uuid::nil(),
-            now: 0,
-            entropy: 0,
-        },
-        lookup: &AnyParent,
-        force_id: None,
-        transform: true,
-    };
-    match Entity::from_json(kind, base, &ctx) {
+    match Entity::from_json(kind, base, &super::coerce::probe_ctx()) {
         Ok(e) => e.to_json(),
         // The field list of the kinds `minimal` cannot build.
         Err(_) => match kind {
