@@ -1,5 +1,6 @@
 //! Building the router from routes and finding the route for a request.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
@@ -9,6 +10,8 @@ use tidegate_model::typedefs::normalize_uri;
 use uuid::Uuid;
 
 use crate::host::split_port;
+
+mod index;
 
 // Kong's MATCH_RULES bits: their numeric order is the tie-break between categories of
 // equal weight (hosts > headers > paths > methods > snis).
@@ -206,13 +209,21 @@ pub struct Router {
     category_index: HashMap<u8, usize>,
     // Indexes over all routes that guess the best category a request may hit.
     plain_hosts: HashSet<String>,
-    wildcard_hosts: Vec<(usize, usize)>,
+    wildcards: index::Wildcards,
     header_names: Vec<String>,
-    regex_uris: Vec<usize>,
+    regexes: index::RegexPaths,
     plain_uris: HashSet<String>,
-    prefix_uris: Vec<String>,
+    /// Distinct lengths of prefix paths, longest first.
+    prefix_lens: Vec<usize>,
     methods: HashSet<String>,
     snis: HashSet<String>,
+    // The linear scans the indexes replace, kept as the reference they are tested against.
+    #[cfg(test)]
+    wildcard_hosts: Vec<(usize, usize)>,
+    #[cfg(test)]
+    regex_uris: Vec<usize>,
+    #[cfg(test)]
+    prefix_uris: Vec<String>,
 }
 
 struct HostRule {
@@ -318,13 +329,19 @@ impl Router {
             categories: Vec::new(),
             category_index: HashMap::new(),
             plain_hosts: HashSet::new(),
-            wildcard_hosts: Vec::new(),
+            wildcards: index::Wildcards::default(),
             header_names: Vec::new(),
-            regex_uris: Vec::new(),
+            regexes: index::RegexPaths::default(),
             plain_uris: HashSet::new(),
-            prefix_uris: Vec::new(),
+            prefix_lens: Vec::new(),
             methods: HashSet::new(),
             snis: HashSet::new(),
+            #[cfg(test)]
+            wildcard_hosts: Vec::new(),
+            #[cfg(test)]
+            regex_uris: Vec::new(),
+            #[cfg(test)]
+            prefix_uris: Vec::new(),
         };
         let mut by_bits: HashMap<u8, Category> = HashMap::new();
         for (i, c) in compiled.iter().enumerate() {
@@ -345,10 +362,19 @@ impl Router {
             .map(|(i, c)| (c.bits, i))
             .collect();
         router.categories = categories;
-        let mut prefixes: Vec<String> = router.plain_uris.iter().cloned().collect();
-        // Two prefixes of one path never have equal length, so ties cannot matter.
-        prefixes.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        router.prefix_uris = prefixes;
+        router.wildcards.finish();
+        router.regexes.finish();
+        let mut lens: Vec<usize> = router.plain_uris.iter().map(String::len).collect();
+        lens.sort_unstable_by(|a, b| b.cmp(a));
+        lens.dedup();
+        router.prefix_lens = lens;
+        #[cfg(test)]
+        {
+            let mut prefixes: Vec<String> = router.plain_uris.iter().cloned().collect();
+            // Two prefixes of one path never have equal length, so ties cannot matter.
+            prefixes.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            router.prefix_uris = prefixes;
+        }
         Ok(router)
     }
 
@@ -363,7 +389,9 @@ impl Router {
 
     fn index(&mut self, i: usize, c: &Compiled) {
         for (h, host) in c.hosts.iter().enumerate() {
-            if host.wildcard.is_some() {
+            if let Some(re) = &host.wildcard {
+                self.wildcards.add(i, h, &host.value, re);
+                #[cfg(test)]
                 self.wildcard_hosts.push((i, h));
             } else {
                 self.plain_hosts.insert(host.value.clone());
@@ -378,7 +406,11 @@ impl Router {
             Some(PathRule::Prefix(v)) => {
                 self.plain_uris.insert(v.clone());
             }
-            Some(PathRule::Regex { .. }) => self.regex_uris.push(i),
+            Some(PathRule::Regex { value, strip }) => {
+                self.regexes.add(i, value, strip);
+                #[cfg(test)]
+                self.regex_uris.push(i);
+            }
             None => {}
         }
         self.methods.extend(c.methods.iter().cloned());
@@ -387,6 +419,180 @@ impl Router {
 
     /// The route Kong's traditional router would pick for this request.
     pub fn find<'r>(&'r self, req: &RequestView<'_>) -> Option<Match<'r>> {
+        let path = request_path(req.path);
+        let default_port = if req.scheme.is_tls() { 443 } else { 80 };
+        let split = req.host.map(|h| split_port(h, Some(default_port)));
+        let mut cx = Cx {
+            req,
+            path: &path,
+            raw_host: req.host.unwrap_or(""),
+            host_no_port: split.as_ref().map(|s| s.0),
+            host_with_port: split.as_ref().map(|s| s.1.as_ref()),
+            sni: req.sni.unwrap_or(""),
+            hit_host: None,
+            hit_header: None,
+            hit_uri: None,
+        };
+
+        // Every wildcard and regex that matches, found once: the category scans below
+        // draw their candidates from these.
+        let mut hits = Hits::default();
+        let first_wild = cx
+            .host_with_port
+            .and_then(|h| self.wildcards.matching(h, &mut hits.wild));
+        let first_regex = self.regexes.matching(&path, &mut hits.regex);
+
+        let mut category = 0u8;
+        if let Some(name) = self.header_names.iter().find(|n| req.headers.contains(n)) {
+            cx.hit_header = Some(name);
+            category |= HEADER;
+        }
+        if let (Some(no_port), Some(with_port)) = (cx.host_no_port, cx.host_with_port) {
+            if self.plain_hosts.contains(with_port) || self.plain_hosts.contains(no_port) {
+                category |= HOST;
+            } else if let Some(v) = first_wild {
+                cx.hit_host = Some(v);
+                category |= HOST;
+            }
+        }
+        if let Some(v) = first_regex {
+            cx.hit_uri = Some(v);
+            category |= URI;
+        } else if let Some(p) = self
+            .prefix_lens
+            .iter()
+            .filter_map(|&n| path.get(..n))
+            .find_map(|p| self.plain_uris.get(p))
+        {
+            cx.hit_uri = Some(p);
+            category |= URI;
+        }
+        if self.methods.contains(req.method) {
+            category |= METHOD;
+        }
+        if self.snis.contains(cx.sni) {
+            category |= SNI;
+        }
+        if category == 0 {
+            return None;
+        }
+
+        // Kong starts at the request's own category when one exists, else at the top.
+        let start = self.category_index.get(&category).copied().unwrap_or(0);
+        let try_route = |i: &usize| self.try_route(*i, &cx);
+        for cat in &self.categories[start..] {
+            // Only candidates can match, so both of Kong's passes keep their order
+            // while skipping the rest.
+            let cands = self.candidates(cat, &cx, &hits);
+            if cands.is_empty() {
+                continue;
+            }
+            if let Some(reduced) = cat.reduce(&cx) {
+                let found = if reduced.len() <= cands.len() {
+                    reduced
+                        .iter()
+                        .filter(|i| cands.binary_search(i).is_ok())
+                        .find_map(try_route)
+                } else {
+                    cands
+                        .iter()
+                        .filter(|i| reduced.binary_search(i).is_ok())
+                        .find_map(try_route)
+                };
+                if let Some(mut m) = found {
+                    m.path = path;
+                    return Some(m);
+                }
+            }
+            if let Some(mut m) = cands.iter().find_map(try_route) {
+                m.path = path;
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// The routes of `cat`, in priority order, that pass the cheapest necessary check
+    /// among the category's rules: a superset of those `try_route` accepts.
+    fn candidates<'c>(
+        &self,
+        cat: &'c Category,
+        cx: &Cx<'_, '_>,
+        hits: &Hits<'_>,
+    ) -> Cow<'c, [usize]> {
+        let mut best: Vec<&'c [usize]> = Vec::new();
+        let mut best_n = usize::MAX;
+        let mut parts: Vec<&'c [usize]> = Vec::new();
+        for rule in RULES_IN_ORDER {
+            if cat.bits & rule == 0 {
+                continue;
+            }
+            parts.clear();
+            let mut add = |set: Option<&'c Vec<usize>>| {
+                if let Some(set) = set {
+                    if !parts.iter().any(|p| std::ptr::eq(*p, set.as_slice())) {
+                        parts.push(set);
+                    }
+                }
+            };
+            match rule {
+                HOST => {
+                    add(cat.by_host.get(cx.hit_host.unwrap_or(cx.raw_host)));
+                    if let Some(h) = cx.host_no_port {
+                        add(cat.by_host.get(h));
+                    }
+                    for v in &hits.wild {
+                        add(cat.by_host.get(*v));
+                    }
+                }
+                HEADER => {
+                    for (name, set) in &cat.by_header {
+                        if cx.req.headers.contains(name) {
+                            add(Some(set));
+                        }
+                    }
+                }
+                URI => {
+                    if !cx.path.is_empty() {
+                        // Kong accepts a route holding the request-wide hit unchecked.
+                        add(cat.by_uri.get(cx.hit_uri.unwrap_or(cx.path)));
+                        for p in self.prefix_lens.iter().filter_map(|&n| cx.path.get(..n)) {
+                            add(cat.by_uri.get(p));
+                        }
+                        for v in &hits.regex {
+                            add(cat.by_uri.get(*v));
+                        }
+                    }
+                }
+                METHOD => add(cat.by_method.get(cx.req.method)),
+                _ if cx.req.scheme.is_tls() => add(cat.by_sni.get(cx.sni)),
+                // Plain text passes any sni rule.
+                _ => add(Some(&cat.all)),
+            }
+            let n = parts.iter().map(|p| p.len()).sum();
+            if n < best_n {
+                best_n = n;
+                std::mem::swap(&mut best, &mut parts);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        match best.as_slice() {
+            [] => Cow::Borrowed(&[]),
+            [one] => Cow::Borrowed(one),
+            many => {
+                let mut v = many.concat();
+                v.sort_unstable();
+                v.dedup();
+                Cow::Owned(v)
+            }
+        }
+    }
+
+    /// The linear scan the indexes replaced; the reference they are checked against.
+    #[cfg(test)]
+    pub(crate) fn find_linear<'r>(&'r self, req: &RequestView<'_>) -> Option<Match<'r>> {
         let path = request_path(req.path);
         let default_port = if req.scheme.is_tls() { 443 } else { 80 };
         let split = req.host.map(|h| split_port(h, Some(default_port)));
@@ -510,6 +716,13 @@ impl Router {
         }
         Some(m)
     }
+}
+
+/// Everything that matched request-wide, as route values.
+#[derive(Default)]
+struct Hits<'r> {
+    wild: Vec<&'r str>,
+    regex: Vec<&'r str>,
 }
 
 struct Cx<'q, 'r> {

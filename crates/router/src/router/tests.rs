@@ -632,6 +632,233 @@ pub(crate) fn generated(n: usize) -> Vec<Route> {
         .collect()
 }
 
+/// A small LCG so the differential test is reproducible without a rand dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as usize % n
+    }
+    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())].clone()
+    }
+    fn chance(&mut self, pct: usize) -> bool {
+        self.below(100) < pct
+    }
+}
+
+fn random_route(rng: &mut Lcg, i: usize) -> Route {
+    let k = rng.below(12);
+    // Wide enough that one literal-prefix bucket holds a RegexSet's worth of regexes.
+    let k2 = rng.below(48);
+    let hosts = [
+        format!("h{k}.ex.com"),
+        format!("h{k}.ex.com:8080"),
+        "h1.ex.com:80".to_string(),
+        "*.ex.com".to_string(),
+        format!("*.h{k}.ex.com"),
+        format!("h{k}.*"),
+        "*.ex.com:8080".to_string(),
+        "*.ex.com:443".to_string(),
+        "*x.com".to_string(),
+        "*".to_string(),
+        "*.e[x].com".to_string(),
+        "[::1]".to_string(),
+        "a".to_string(),
+    ];
+    let paths = [
+        "/".to_string(),
+        "/a".to_string(),
+        "/a/b".to_string(),
+        "/a/b/c".to_string(),
+        format!("/svc{k}"),
+        format!("/svc{k}/x"),
+        "/a.c".to_string(),
+        "/p?x".to_string(),
+        "~/a/\\d+".to_string(),
+        format!("~/svc{k}/x/\\d+$"),
+        "~/(?i)A/b".to_string(),
+        "~/a|/b".to_string(),
+        "~(?P<x>/a)/.*".to_string(),
+        "~/a.c".to_string(),
+        "~/ab?c".to_string(),
+        "~/[ab]/x".to_string(),
+        format!("~/a/(?P<id>\\d+)/{k}"),
+        format!("~/r/(x{k2}|y)"),
+        format!("~/s/[a-z]+{k2}"),
+        format!("~/s/{k}\\.+"),
+        "~".to_string(),
+    ];
+    let headers = [
+        json!({"x-a": ["1"]}),
+        json!({"x-a": ["2"], "x-b": ["1"]}),
+        json!({"x-c": ["~*v\\d"]}),
+        json!({"X-B": ["1", "3"]}),
+    ];
+    let mut spec = json!({
+        "created_at": rng.below(4) as i64,
+        "regex_priority": rng.below(3) as i64,
+        "strip_path": rng.chance(50),
+    });
+    let o = spec.as_object_mut().expect("object");
+    if rng.chance(40) {
+        let n = 1 + rng.below(2);
+        let hs: Vec<String> = (0..n).map(|_| rng.pick(&hosts)).collect();
+        o.insert("hosts".into(), json!(hs));
+    }
+    if rng.chance(60) {
+        let n = 1 + rng.below(3);
+        let ps: Vec<String> = (0..n).map(|_| rng.pick(&paths)).collect();
+        o.insert("paths".into(), json!(ps));
+    }
+    if rng.chance(20) {
+        o.insert("headers".into(), rng.pick(&headers));
+    }
+    if rng.chance(30) {
+        let m = rng.pick(&[["GET"].as_slice(), &["POST"], &["GET", "POST"], &["get"]]);
+        o.insert("methods".into(), json!(m));
+    }
+    if rng.chance(10) {
+        o.insert("snis".into(), json!([rng.pick(&["s1.com", "s2.com."])]));
+    }
+    if rng.chance(10) {
+        let p = rng.pick(&[
+            ["https"].as_slice(),
+            &["grpc", "grpcs"],
+            &["tls"],
+            &["http"],
+        ]);
+        o.insert("protocols".into(), json!(p));
+    }
+    if !["hosts", "paths", "headers", "methods", "snis"]
+        .iter()
+        .any(|k| o.contains_key(*k))
+    {
+        o.insert("paths".into(), json!([rng.pick(&paths)]));
+    }
+    route(&format!("r{i}"), &spec)
+}
+
+/// The indexed lookup against the linear scan it replaced, over random configs and
+/// requests drawn from overlapping vocabularies.
+#[test]
+fn indexed_lookup_equals_linear_scan() {
+    let mut rng = Lcg(0x9e37_79b9_7f4a_7c15);
+    let config: Vec<Route> = (0..2_000).map(|i| random_route(&mut rng, i)).collect();
+    let router = Router::build(&config).expect("compile");
+    let hosts = [
+        "h1.ex.com",
+        "h2.ex.com:8080",
+        "h1.ex.com:80",
+        "h3.ex.com:443",
+        "x.h4.ex.com",
+        "x.ex.com:8080",
+        "h5.org",
+        "h6.org:81",
+        "x.com",
+        "ex.com",
+        "a",
+        "a:80",
+        "[::1]",
+        "[::1]:8443",
+        "::1",
+        "e.ex.com",
+        "y.ex.com:99",
+    ];
+    let paths = [
+        "/",
+        "/a",
+        "/a/b/c",
+        "/a/12",
+        "/a/12/3",
+        "/svc3/x/7",
+        "/svc4/x",
+        "/svc11/x/1/2",
+        "/r/x3",
+        "/r/y",
+        "/s/abc",
+        "/s/abc7",
+        "/s/abc23",
+        "/r/x40",
+        "/s/4..",
+        "/a.c",
+        "/abc",
+        "/ac",
+        "/p?x=1",
+        "/A/b",
+        "/b",
+        "//a//b",
+        "/b/x",
+        "",
+        "/%61/b",
+        "/a/../svc2",
+    ];
+    let mut diffs = Vec::new();
+    for _ in 0..2_000 {
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        for _ in 0..rng.below(3) {
+            let h = rng.pick(&[
+                ("x-a", "1"),
+                ("x-a", "2"),
+                ("X-B", "1"),
+                ("x-c", "V9"),
+                ("x-b", "3"),
+            ]);
+            headers.push(h);
+        }
+        let tls = rng.chance(30);
+        let view = RequestView {
+            method: rng.pick(&["GET", "POST", "get", "PUT"]),
+            host: rng.chance(80).then(|| rng.pick(&hosts)),
+            path: rng.pick(&paths),
+            headers: &headers,
+            sni: (tls && rng.chance(70)).then(|| rng.pick(&["s1.com", "s2.com", "s3.com"])),
+            scheme: if tls { Scheme::Https } else { Scheme::Http },
+        };
+        let want = format!("{:?}", router.find_linear(&view));
+        let got = format!("{:?}", router.find(&view));
+        if want != got {
+            diffs.push(format!(
+                "{} {:?} {} {headers:?} {:?}\n  want {want}\n  got  {got}",
+                view.method, view.host, view.path, view.sni
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differ:\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(5)].join("\n")
+    );
+}
+
+/// Kong trusts the request-wide regex hit for any route holding the same path value,
+/// prefix routes included; the indexes must offer such a route as a candidate.
+#[test]
+fn kong_prefix_route_trusts_regex_hit_of_same_value() {
+    let config =
+        routes(&json!({"a": {"paths": ["~/a.c"]}, "b": {"paths": ["/a.c"], "methods": ["GET"]}}));
+    let router = Router::build(&config).expect("compile");
+    let req = get("", "/abc");
+    assert_eq!(name_of(&req.find(&router)).as_deref(), Some("b"));
+    let view = RequestView {
+        method: req.method,
+        host: None,
+        path: req.path,
+        headers: &req.headers,
+        sni: None,
+        scheme: Scheme::Http,
+    };
+    assert_eq!(
+        format!("{:?}", router.find(&view)),
+        format!("{:?}", router.find_linear(&view))
+    );
+}
+
 // === what a match carries ===
 
 #[test]
