@@ -63,7 +63,6 @@ pub struct ClusterStatus {
     pub leader: Option<u64>,
     pub term: u64,
     pub last_applied: Option<u64>,
-    pub commit_index: Option<u64>,
     pub config_version: u64,
     pub config_hash: String,
     pub members: Vec<ClusterMember>,

@@ -139,15 +139,12 @@ impl Backend for RaftNode {
     async fn write(&self, op: Op, request_id: Option<Uuid>) -> Result<WriteOk, WriteError> {
         let cmd = self.command(op, request_id);
         let leader_deadline = Instant::now() + self.settings.leader_wait;
+        // Why the last attempt to reach the leader failed, for the operator.
+        let mut last_failure: Option<String> = None;
         loop {
+            self.health()
+                .map_err(|detail| WriteError::Storage { detail })?;
             let metrics = self.raft.metrics().borrow().clone();
-            if let Err(fatal) = &metrics.running_state {
-                return Err(WriteError::Storage {
-                    detail: format!(
-                        "raft stopped: {fatal}; check the node's disk and logs, then restart it"
-                    ),
-                });
-            }
             let leads = metrics.state == ServerState::Leader;
             if leads
                 && metrics
@@ -211,16 +208,21 @@ impl Backend for RaftNode {
                             });
                         }
                         // Stale view of the leader, or it lost quorum: look again.
-                        Ok(ForwardReply::NotLeader { .. }) | Ok(ForwardReply::Failed { .. }) => {}
-                        Err(_) => {}
+                        Ok(ForwardReply::NotLeader { .. }) => {
+                            last_failure = Some(format!("{addr} is no longer the leader"));
+                        }
+                        Ok(ForwardReply::Failed { reason }) => last_failure = Some(reason),
+                        Err(e) => last_failure = Some(e),
                     }
                 }
                 None => {}
             }
             if Instant::now() + RETRY_PAUSE > leader_deadline {
-                return Err(WriteError::NoLeader {
-                    detail: self.quorum_detail(),
-                });
+                let mut detail = self.quorum_detail();
+                if let Some(f) = last_failure {
+                    detail.push_str(&format!(" (last attempt: {f})"));
+                }
+                return Err(WriteError::NoLeader { detail });
             }
             // An election takes a few hundred milliseconds: wait for a change in the
             // leader rather than spinning, up to a short pause.
@@ -296,7 +298,6 @@ impl Backend for RaftNode {
             leader: m.current_leader,
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index),
-            commit_index: m.last_applied.map(|l| l.index),
             config_version: version,
             config_hash: hash,
             members,

@@ -220,14 +220,20 @@ pub(super) fn encode_offset(id: Uuid) -> String {
     STANDARD.encode(Value::Array(vec![Value::String(id.to_string())]).to_string())
 }
 
-pub(super) fn decode_offset(token: &str) -> Result<Uuid, KongError> {
+/// The JSON inside an offset token (base64 of JSON, as Kong's postgres strategy writes
+/// them), with Kong's code-7 errors.
+pub(super) fn decode_token(token: &str) -> Result<Value, KongError> {
     // A `+` sent unescaped in a query string arrives as a space.
     let text = token.replace(' ', "+");
     let bytes = STANDARD
         .decode(text.as_bytes())
         .map_err(|_| KongError::invalid_offset(token, "bad base64 encoding"))?;
-    let json: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| KongError::invalid_offset(token, "bad json encoding"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| KongError::invalid_offset(token, "bad json encoding"))
+}
+
+pub(super) fn decode_offset(token: &str) -> Result<Uuid, KongError> {
+    let json = decode_token(token)?;
     match json.as_array().map(Vec::as_slice) {
         Some([Value::String(id)]) => tidegate_model::input::parse_uuid(id)
             .map_err(|_| KongError::invalid_offset(token, "not an offset of this listing")),

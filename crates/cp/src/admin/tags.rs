@@ -86,12 +86,7 @@ fn encode_offset((id, name, tag): &RowKey) -> String {
 }
 
 fn decode_offset(token: &str) -> Result<RowKey, KongError> {
-    let text = token.replace(' ', "+");
-    let bytes = STANDARD
-        .decode(text.as_bytes())
-        .map_err(|_| KongError::invalid_offset(token, "bad base64 encoding"))?;
-    let json: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| KongError::invalid_offset(token, "bad json encoding"))?;
+    let json = super::pagination::decode_token(token)?;
     let not_ours = || KongError::invalid_offset(token, "not an offset of this listing");
     match json.as_array().map(Vec::as_slice) {
         Some([Value::String(id), Value::String(name), Value::String(tag)]) => {

@@ -78,7 +78,6 @@ impl TestBackend {
             leader: Some(1),
             term: 3,
             last_applied: Some(7),
-            commit_index: Some(7),
             config_version: version,
             config_hash: hash,
             members,
