@@ -65,6 +65,7 @@ fn writer_child() {
     let mut m = Machine {
         config: cache.load().unwrap().unwrap_or_default(),
         requests: RequestLog::default(),
+        data_planes: Default::default(),
     };
     let mut out = std::io::stdout();
     let mut say = |line: String| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();

@@ -16,7 +16,8 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tidegate_state::{
-    decode_snapshot, encode_snapshot, ConfigState, Event, Machine, Outcome, RequestLog,
+    decode_snapshot, encode_snapshot, ConfigState, DataPlanes, DpReport, Event, Machine, Outcome,
+    RequestLog,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -28,8 +29,9 @@ use crate::types::{
 /// How many recent Events a CP keeps for DP deltas. A DP further behind gets a snapshot.
 pub const DEFAULT_EVENT_TAIL: usize = 10_000;
 
-/// The layout of [`SnapshotWire`] this build writes.
-const SM_SNAPSHOT_FORMAT: u16 = 1;
+/// The layout of [`SnapshotWire`] this build writes. 2 appended the data-plane rows
+/// after the wire struct; format 1 snapshots have none.
+const SM_SNAPSHOT_FORMAT: u16 = 2;
 
 /// Published after every apply and snapshot install.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,16 +176,26 @@ impl Core {
                 .map(|(id, out)| (*id, out.clone()))
                 .collect(),
         };
-        postcard::to_stdvec(&wire).expect("snapshots encode infallibly")
+        let mut bytes = postcard::to_stdvec(&wire).expect("snapshots encode infallibly");
+        bytes.extend(
+            postcard::to_stdvec(&self.machine.data_planes.to_vec())
+                .expect("snapshots encode infallibly"),
+        );
+        bytes
     }
 
     /// A whole new core from snapshot bytes: nothing of the old state survives, and the
     /// tail starts empty at the snapshot's version.
     fn decode(bytes: &[u8], tail_capacity: usize) -> Result<Self, SnapshotError> {
-        let wire: SnapshotWire = postcard::from_bytes(bytes)?;
+        let (wire, rest): (SnapshotWire, _) = postcard::take_from_bytes(bytes)?;
         if wire.format > SM_SNAPSHOT_FORMAT {
             return Err(SnapshotError::TooNew(wire.format));
         }
+        let data_planes = if wire.format >= 2 {
+            DataPlanes::from_rows(postcard::from_bytes::<Vec<DpReport>>(rest)?)
+        } else {
+            DataPlanes::new()
+        };
         let config = ConfigState::from_snapshot(decode_snapshot(&wire.config)?)?;
         let capacity = usize::try_from(wire.request_capacity).unwrap_or(usize::MAX);
         if capacity == 0 {
@@ -195,7 +207,11 @@ impl Core {
         }
         let version = config.version();
         Ok(Core {
-            machine: Machine { config, requests },
+            machine: Machine {
+                config,
+                requests,
+                data_planes,
+            },
             last_applied: wire.last_applied,
             last_membership: wire.last_membership,
             tail: VecDeque::new(),

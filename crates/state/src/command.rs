@@ -41,6 +41,14 @@ pub enum Op {
     /// SNIs). Op `i` gets its own id and entropy derived from the Command's. No nesting,
     /// at most [`MAX_BATCH_OPS`] ops.
     Batch { ops: Vec<Op> },
+    /// Data-plane status from the CP holding their streams: recorded next to the config,
+    /// never changing its version or hash, and never de-duplicated by request id (the
+    /// merge is idempotent). Rows last seen before `purge_before` (Unix seconds) are
+    /// dropped: `cluster_data_plane_purge_delay` as fixed by the proposer.
+    DataPlanes {
+        reports: Vec<crate::DpReport>,
+        purge_before: i64,
+    },
 }
 
 /// The most ops one [`Op::Batch`] may hold.
@@ -70,7 +78,7 @@ impl Op {
             | Op::Upsert { kind, .. }
             | Op::Patch { kind, .. }
             | Op::Delete { kind, .. } => Some(*kind),
-            Op::Import { .. } => None,
+            Op::Import { .. } | Op::DataPlanes { .. } => None,
             Op::Batch { ops } => ops.first().and_then(Op::kind),
         }
     }

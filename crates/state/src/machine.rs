@@ -11,6 +11,7 @@ use tidegate_model::{Ctx, Entity, EntityKind, Errors, Fixed, KongError, Lookup};
 use uuid::Uuid;
 
 use crate::command::{Command, EntityRef, Op, MAX_BATCH_OPS};
+use crate::data_planes::{DataPlanes, DpReport, MAX_REPORTS_PER_BATCH};
 use crate::event::{Change, Event};
 use crate::requests::RequestLog;
 use crate::state::ConfigState;
@@ -35,6 +36,7 @@ pub type Outcome = Result<Applied, KongError>;
 pub struct Machine {
     pub config: ConfigState,
     pub requests: RequestLog,
+    pub data_planes: DataPlanes,
 }
 
 // === impl Machine ===
@@ -47,6 +49,13 @@ impl Machine {
     /// Applies a Command: the same request id is applied once, and its first outcome is
     /// returned to every retry. A rejected Command changes nothing but the request log.
     pub fn execute(&mut self, cmd: &Command) -> (Outcome, Vec<Event>) {
+        if let Op::DataPlanes {
+            reports,
+            purge_before,
+        } = &cmd.op
+        {
+            return (self.record_data_planes(reports, *purge_before), Vec::new());
+        }
         if let Some(previous) = self.requests.get(&cmd.request_id) {
             return (previous.clone(), Vec::new());
         }
@@ -63,6 +72,22 @@ impl Machine {
         };
         self.requests.record(cmd.request_id, outcome.clone());
         (outcome, events)
+    }
+}
+
+impl Machine {
+    fn record_data_planes(&mut self, reports: &[DpReport], purge_before: i64) -> Outcome {
+        if reports.len() > MAX_REPORTS_PER_BATCH {
+            return Err(KongError::operation_unsupported(format!(
+                "a data-plane status batch holds at most {MAX_REPORTS_PER_BATCH} reports"
+            )));
+        }
+        self.data_planes.apply(reports, purge_before);
+        Ok(Applied {
+            entity: None,
+            version: self.config.version(),
+            events: 0,
+        })
     }
 }
 
@@ -225,6 +250,9 @@ fn plan(state: &ConfigState, op: &Op, fixed: Fixed) -> Result<Plan, KongError> {
             Ok((None, import_changes(state, entities)))
         }
         Op::Batch { .. } => unreachable!("Machine::apply_op handles batches"),
+        Op::DataPlanes { .. } => Err(KongError::operation_unsupported(
+            "data-plane status cannot be part of a batch",
+        )),
     }
 }
 
