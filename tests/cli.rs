@@ -144,20 +144,52 @@ fn a_missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn the_data_plane_role_says_it_is_not_supported_yet() {
+fn hybrid_roles_need_the_cluster_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["start", "-p", "data"])
-        .env("TIDEGATE_ROLE", "data_plane")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    for role in ["data_plane", "control_plane"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["start", "-p", "data"])
+            .env("TIDEGATE_ROLE", role)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("cluster certificate and key must be provided to use Hybrid mode"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn gen_cert_writes_a_pair_and_keeps_existing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["hybrid", "gen_cert"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cert = std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("cluster.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = run(&[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not supported yet"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("already exists; use --force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(), cert);
+    let out = run(&["--force"]);
+    assert!(out.status.success());
+    assert_ne!(std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(), cert);
 }
 
 #[test]

@@ -150,7 +150,10 @@ impl Pki {
 /// A `tidegate start` child process; killed when dropped.
 pub struct Node {
     pub id: u64,
+    /// The Admin API of a CP; the status API (`status_listen`) of a DP.
     pub admin: String,
+    /// `cluster_listen` of a CP (empty for a DP).
+    pub cluster: String,
     pub raft: String,
     pub prefix: PathBuf,
     env: Vec<(String, String)>,
@@ -167,8 +170,14 @@ impl Node {
         raft: String,
     ) -> Node {
         let log = prefix.with_extension("log");
+        let cluster = env
+            .iter()
+            .find(|(k, _)| k == "TIDEGATE_CLUSTER_LISTEN")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let mut n = Node {
             id,
+            cluster,
             admin,
             raft,
             prefix,
@@ -193,6 +202,7 @@ impl Node {
             .arg(&self.prefix)
             .envs(self.env.iter().cloned())
             .env("TIDEGATE_ADMIN_LISTEN", &self.admin)
+            .env("TIDEGATE_STATUS_LISTEN", &self.admin)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -261,12 +271,34 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
-/// A cluster of `n` control planes with mutual-TLS Raft, started together.
+/// A cluster of `n` control planes with mutual-TLS Raft, started together, and the data
+/// planes started against it (shared-mode cluster certificate from `hybrid gen_cert`).
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
+    pub dps: Vec<Node>,
     pub pki: Pki,
+    /// The shared cluster certificate and key.
+    pub cluster_cert: (PathBuf, PathBuf),
     peers: String,
+}
+
+/// Makes a shared-mode pair with the real CLI.
+pub fn gen_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let out = Command::new(binary())
+        .args(["hybrid", "gen_cert"])
+        .arg(&cert)
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gen_cert: {out:?}");
+    (cert, key)
+}
+
+fn pair(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_string(), v.to_string())
 }
 
 impl Cluster {
@@ -278,10 +310,13 @@ impl Cluster {
             .map(|id| format!("{id}@127.0.0.1:{}", raft_ports[id as usize - 1]))
             .collect::<Vec<_>>()
             .join(",");
+        let cluster_cert = gen_cert(dir.path(), "cluster");
         let mut c = Cluster {
             dir,
             nodes: Vec::new(),
+            dps: Vec::new(),
             pki,
+            cluster_cert,
             peers,
         };
         for id in 1..=n {
@@ -311,6 +346,12 @@ impl Cluster {
                 self.pki.ca.display().to_string(),
             ),
             ("TIDEGATE_LOG_LEVEL".to_string(), "info".to_string()),
+            pair(
+                "TIDEGATE_CLUSTER_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            ),
+            pair("TIDEGATE_CLUSTER_CERT", self.cluster_cert.0.display()),
+            pair("TIDEGATE_CLUSTER_CERT_KEY", self.cluster_cert.1.display()),
         ];
         let prefix = self.dir.path().join(format!("cp{id}"));
         self.nodes.push(Node::spawn(id, prefix, env, admin, raft));
@@ -355,8 +396,77 @@ impl Cluster {
         self.nodes
             .iter()
             .map(|n| format!("--- cp{} ---\n{}", n.id, n.log_text()))
+            .chain(
+                self.dps
+                    .iter()
+                    .map(|n| format!("--- dp{} ---\n{}", n.id, n.log_text())),
+            )
             .collect()
     }
+
+    /// The `cluster_listen` addresses of the given CPs, comma-separated.
+    pub fn cluster_addrs(&self, cps: &[u64]) -> String {
+        cps.iter()
+            .map(|id| self.node(*id).cluster.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts DP number `n` (its prefix is `dp{n}`) dialling `cps` in that order, with
+    /// the shared cluster certificate; `env` adds or overrides settings.
+    pub fn start_dp(&mut self, n: u64, cps: &[u64], env: &[(&str, &str)]) -> usize {
+        let mut vars = vec![
+            pair("TIDEGATE_ROLE", "data_plane"),
+            pair("TIDEGATE_CLUSTER_CONTROL_PLANE", self.cluster_addrs(cps)),
+            pair("TIDEGATE_CLUSTER_CERT", self.cluster_cert.0.display()),
+            pair("TIDEGATE_CLUSTER_CERT_KEY", self.cluster_cert.1.display()),
+            pair("TIDEGATE_LOG_LEVEL", "info"),
+        ];
+        for (k, v) in env {
+            vars.retain(|(key, _)| key != k);
+            vars.push(pair(k, v));
+        }
+        let status = format!("127.0.0.1:{}", free_port());
+        let prefix = self.dir.path().join(format!("dp{n}"));
+        self.dps
+            .push(Node::spawn(n, prefix, vars, status, String::new()));
+        self.dps.len() - 1
+    }
+
+    pub fn dp(&self, n: u64) -> &Node {
+        self.dps.iter().find(|d| d.id == n).expect("a DP with that number")
+    }
+
+    pub fn dp_mut(&mut self, n: u64) -> &mut Node {
+        self.dps
+            .iter_mut()
+            .find(|d| d.id == n)
+            .expect("a DP with that number")
+    }
+
+    /// The config hash the CP reports.
+    pub fn cp_hash(&self, id: u64) -> Option<String> {
+        let r = self.node(id).get("/clustering/control-planes")?;
+        Some(r.body["config_hash"].as_str()?.to_string())
+    }
+}
+
+/// A DP's `/status`: (configuration_hash, config_version).
+pub fn dp_status(dp: &Node) -> Option<(String, u64)> {
+    let r = dp.get("/status")?;
+    Some((
+        r.body["configuration_hash"].as_str()?.to_string(),
+        r.body["config_version"].as_u64()?,
+    ))
+}
+
+/// `/clustering/data-planes` of a CP, by DP id.
+pub fn data_planes(cp: &Node) -> Option<Vec<Value>> {
+    let r = cp.get("/clustering/data-planes")?;
+    if r.status != 200 {
+        return None;
+    }
+    Some(r.body["data"].as_array()?.clone())
 }
 
 /// Every service name a node lists (following pagination).
@@ -376,4 +486,38 @@ pub fn service_names(node: &Node) -> Option<Vec<String>> {
             None => return Some(names),
         }
     }
+}
+
+/// Calls the Raft service at `addr` as a client with `cert`/`key`, trusting `ca` for the
+/// server (whose certificate names localhost). `Some(error)` when the connection was
+/// refused; None when the server got as far as reading the (empty, invalid) request.
+pub fn tls_handshake_error(addr: &str, cert: &Path, key: &Path, ca: &Path) -> Option<String> {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let tls = tidegate_tls::ClusterTls::from_pem(
+        "pki",
+        &read(cert),
+        &read(key),
+        Some(&read(ca)),
+        Some("localhost"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = match tidegate_tls::channel(addr, &tls).await {
+            Err(e) => return Some(e),
+            Ok(c) => c,
+        };
+        let mut client = tidegate_proto::raft::raft_client::RaftClient::new(channel);
+        match client
+            .vote(tidegate_proto::raft::Frame { payload: vec![] })
+            .await
+        {
+            Err(s) if s.code() == tonic::Code::InvalidArgument => None,
+            Err(s) => Some(format!("{s}")),
+            Ok(_) => None,
+        }
+    })
 }

@@ -14,6 +14,7 @@ pub mod admin;
 mod backend;
 pub mod compat;
 pub mod node;
+pub mod sync;
 
 pub use backend::{
     Backend, ClusterMember, ClusterStatus, MemberChangeError, NodeInfo, WriteError, WriteOk,

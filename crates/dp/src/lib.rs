@@ -1,15 +1,23 @@
-//! The data plane. For now the piece it starts from: the crash-safe config cache and the
-//! node id kept in `prefix` (DESIGN.md §5). The sync client and the proxy come next.
+//! The data plane: the crash-safe config cache and node id kept in `prefix`, and the sync
+//! client that follows the control plane (DESIGN.md §4, §5). The proxy comes next.
 //!
 //! ```text
-//!  start ──▶ Cache::load ──▶ Some(config, hash verified) ──▶ serve it
-//!                 └──────▶ None ──▶ declarative_config, else empty
-//!  applied Events / Snapshot ──▶ Cache::store (temp, fsync, rename, fsync dir)
+//!  start ──▶ Cache::load ──▶ Some(config, hash verified) ──▶ Current::from_cache ─┐
+//!                 └──────▶ None ──▶ declarative_config, else empty ─▶ Current::local ─┤
+//!                                                                                  ▼
+//!  CP ◀══ Cluster::Sync (Hello, Status, SnapshotRequest) ══ DpSync::run ──watch──▶ proxy
+//!     ══ (Ack | Rejected, Snapshot, Events) ══════════════▶   │ apply off to the side
+//!                                                             ▼
+//!                               Cache::store (temp, fsync, rename, fsync dir), then swap
 //! ```
 
 pub mod cache;
+pub mod sync;
 
 pub use cache::{
     decode_file, encode_file, read_file, write_file, Cache, CacheError, CacheFile, Corruption,
     Loaded, CACHE_FILE, DEFAULT_MAX_BYTES, FILE_FORMAT, MAGIC, NODE_ID_FILE, PREVIOUS_FILE,
+};
+pub use sync::{
+    plaintext_connect, Backoff, Connect, Current, DpSync, HelloInfo, SyncSettings, SyncStatus,
 };

@@ -277,6 +277,16 @@ impl StateReader {
         self.shared.read().events_since(version)
     }
 
+    /// Runs `f` on the state and its Event tail (`tail(v)` is [`Self::events_since`]`(v)`)
+    /// under one lock: what a DP is sent is exactly what was checked for it.
+    pub fn with_tail<T>(
+        &self,
+        f: impl FnOnce(&Machine, &dyn Fn(u64) -> Option<Vec<Event>>) -> T,
+    ) -> T {
+        let core = self.shared.read();
+        f(&core.machine, &|v| core.events_since(v))
+    }
+
     /// Watches the last applied log index and config version.
     pub fn applied(&self) -> watch::Receiver<Applied> {
         self.shared.applied.subscribe()

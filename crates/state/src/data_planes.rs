@@ -44,6 +44,17 @@ pub struct DpReport {
     pub control_plane: u64,
     /// Installed plugins with versions, as the DP announced them.
     pub plugins: Vec<(String, String)>,
+    /// What the recording CP has pushed since the DP connected to it.
+    pub sent: SentCounters,
+}
+
+/// Pushed to one DP over its current stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCounters {
+    pub snapshots: u64,
+    pub events: u64,
+    /// Encoded bytes of the config messages (Snapshot and Events), as on the wire.
+    pub bytes: u64,
 }
 
 /// Every DP's row, by id.
@@ -125,6 +136,7 @@ mod tests {
             connected: true,
             control_plane: 1,
             plugins: vec![],
+            sent: SentCounters::default(),
         }
     }
 

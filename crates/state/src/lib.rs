@@ -27,7 +27,7 @@ pub use codec::{
     SNAPSHOT_FORMAT,
 };
 pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS};
-pub use data_planes::{DataPlanes, DpReport, MAX_DATA_PLANES, MAX_REPORTS_PER_BATCH};
+pub use data_planes::{DataPlanes, DpReport, SentCounters, MAX_DATA_PLANES, MAX_REPORTS_PER_BATCH};
 pub use event::{Change, Event};
 pub use machine::{import_changes, resolve, Applied, Machine, Outcome};
 pub use requests::{RequestLog, DEFAULT_REQUEST_LOG_CAPACITY};

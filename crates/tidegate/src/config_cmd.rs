@@ -54,6 +54,28 @@ pub enum ConfigCommand {
         #[arg(long, default_value = DEFAULT_ADMIN_URL)]
         admin_url: String,
     },
+    /// Copy a data plane's config cache (from its prefix) to FILE: one portable file that
+    /// provisions another DP while every CP is down (`import-cache`, or copy it to the new
+    /// DP's prefix as config.cache). Safe while the DP runs.
+    #[command(name = "export-cache")]
+    ExportCache {
+        file: PathBuf,
+        /// The data plane's prefix.
+        #[arg(short = 'p', long, default_value = crate::settings::DEFAULT_PREFIX)]
+        prefix: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Verify an exported cache file and install it as the config cache in PREFIX; a DP
+    /// started there serves it at once, with no CP. Run it while that DP is stopped.
+    #[command(name = "import-cache")]
+    ImportCache {
+        file: PathBuf,
+        /// The data plane's prefix.
+        #[arg(short = 'p', long, default_value = crate::settings::DEFAULT_PREFIX)]
+        prefix: PathBuf,
+    },
 }
 
 pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
@@ -65,6 +87,43 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Parse { file } => parse(&file),
+        ConfigCommand::ExportCache {
+            file,
+            prefix,
+            force,
+        } => {
+            if file.exists() && !force {
+                bail!("{} already exists; use --force to overwrite", file.display());
+            }
+            if !prefix.join(tidegate_dp::CACHE_FILE).exists() {
+                bail!(
+                    "no config cache in {}: is it a data plane's prefix (-p), and has it received a config?",
+                    prefix.display()
+                );
+            }
+            let cache = tidegate_dp::Cache::open(&prefix)?;
+            let state = cache.export(&file)?;
+            println!(
+                "exported config version {} (hash {}, {} entities) to {}",
+                state.version(),
+                state.hash(),
+                state.len(),
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCommand::ImportCache { file, prefix } => {
+            let mut cache = tidegate_dp::Cache::open(&prefix)?;
+            let state = cache.import(&file)?;
+            println!(
+                "installed config version {} (hash {}, {} entities) as the cache in {}",
+                state.version(),
+                state.hash(),
+                state.len(),
+                prefix.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ConfigCommand::DbExport {
             file,
             admin_url,
@@ -85,7 +144,7 @@ fn init(file: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 /// A declarative file's text, within the size limit.
-fn read_declarative(file: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_declarative(file: &Path) -> anyhow::Result<String> {
     let meta =
         std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
     if meta.len() > MAX_DECLARATIVE_BYTES as u64 {
@@ -245,7 +304,7 @@ fn render(v: &Value, item: &str, indent: &str, out: &mut Vec<String>) {
 
 // The binary owns the real clock; the model and state take time from here.
 #[allow(clippy::disallowed_methods)]
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -253,7 +312,7 @@ fn unix_now() -> i64 {
 }
 
 /// Randomness for generated secrets (key-auth keys a file leaves out).
-fn entropy() -> anyhow::Result<u128> {
+pub(crate) fn entropy() -> anyhow::Result<u128> {
     let mut b = [0u8; 16];
     SystemRandom::new()
         .fill(&mut b)

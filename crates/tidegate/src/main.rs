@@ -2,8 +2,11 @@
 //! wiring of control plane, data plane and traditional mode.
 
 mod config_cmd;
+mod data_plane;
+mod hybrid_cmd;
 mod settings;
 mod start;
+mod status;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
+    },
+    /// Hybrid mode helpers (Kong's `kong hybrid`).
+    Hybrid {
+        #[command(subcommand)]
+        command: hybrid_cmd::HybridCommand,
     },
     /// Start the gateway in the foreground (SIGTERM drains and exits). With no settings:
     /// role = traditional, data in ./tidegate-data, Admin API on 127.0.0.1:8001.
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => config_cmd::run(command),
+        Command::Hybrid { command } => hybrid_cmd::run(command),
         Command::Start { conf, prefix } => start(conf, prefix),
     };
     match result {

@@ -73,6 +73,79 @@ pub struct Settings {
     /// The initial group: `(id, address)`; empty for a single-node group.
     pub raft_peers: Vec<(u64, String)>,
     pub raft_tls: Option<RaftFiles>,
+    pub cluster: ClusterSettings,
+    /// `declarative_config`: what a DP without a cache starts from.
+    pub declarative_config: Option<PathBuf>,
+    /// `plugins`, resolved to names: what a DP advertises and may run.
+    pub plugins: Vec<String>,
+    /// `status_listen`, None when `off`.
+    pub status_listen: Option<SocketAddr>,
+}
+
+/// The CP ↔ DP link (`cluster_*`).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub listen: SocketAddr,
+    /// `cluster_control_plane`: where a DP dials, in order.
+    pub control_planes: Vec<String>,
+    /// `shared` or `pki`.
+    pub mtls: String,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub dp_labels: BTreeMap<String, String>,
+    pub max_payload: usize,
+    pub purge_delay_secs: u64,
+}
+
+/// Kong's `cluster_dp_labels`: `key:value` pairs separated by commas.
+fn dp_labels(v: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    };
+    let mut out = BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, val) = item.split_once(':').ok_or_else(|| {
+            anyhow!("cluster_dp_labels entry '{item}' must be key:value (e.g. region:eu-west-1)")
+        })?;
+        if !valid(k) || !valid(val) {
+            bail!(
+                "cluster_dp_labels entry '{item}': keys and values are 1-63 characters of \
+                 letters, digits and -._~"
+            );
+        }
+        if out.insert(k.to_string(), val.to_string()).is_some() {
+            bail!("cluster_dp_labels sets '{k}' twice");
+        }
+    }
+    Ok(out)
+}
+
+/// Kong's `plugins`: `bundled`, `off`, or a list of names and `bundled`.
+fn plugin_names(v: &str) -> anyhow::Result<Vec<String>> {
+    let bundled: Vec<String> = tidegate_model::plugins::bundled()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item {
+            "off" => {}
+            "bundled" => out.extend(bundled.iter().cloned()),
+            name if bundled.iter().any(|b| b == name) => out.push(name.to_string()),
+            name => bail!(
+                "plugins: '{name}' is not installed in this build (bundled plugins: {})",
+                bundled.join(", ")
+            ),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Reads `key = value` lines; `#` starts a comment unless escaped as `\#`.
@@ -224,12 +297,71 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
     if role == Role::Traditional && raft_peers.len() > 1 {
         bail!("role = traditional is a single node; use role = control_plane for a cluster");
     }
-    for key in ["cluster_max_payload", "cluster_data_plane_purge_delay"] {
+    let number = |key: &str| {
         values[key]
             .parse::<u64>()
-            .map_err(|_| anyhow!("{key} = '{}' must be a non-negative integer", values[key]))?;
+            .map_err(|_| anyhow!("{key} = '{}' must be a non-negative integer", values[key]))
+    };
+    let max_payload = number("cluster_max_payload")?;
+    if !(4096..=(1 << 30)).contains(&max_payload) {
+        bail!("cluster_max_payload = {max_payload} must be between 4096 and 1073741824 bytes");
     }
+    let purge_delay_secs = number("cluster_data_plane_purge_delay")?;
+    if purge_delay_secs < 60 {
+        bail!("cluster_data_plane_purge_delay must be 60 or greater");
+    }
+    let path = |key: &str| Some(PathBuf::from(&values[key])).filter(|p| !p.as_os_str().is_empty());
+    let cluster = ClusterSettings {
+        listen: addr(values, "cluster_listen")?,
+        control_planes: values["cluster_control_plane"]
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        mtls: values["cluster_mtls"].clone(),
+        cert: path("cluster_cert"),
+        key: path("cluster_cert_key"),
+        ca: path("cluster_ca_cert"),
+        server_name: Some(values["cluster_server_name"].clone()).filter(|s| !s.is_empty()),
+        dp_labels: dp_labels(&values["cluster_dp_labels"])?,
+        max_payload: max_payload as usize,
+        purge_delay_secs,
+    };
+    if !["shared", "pki"].contains(&cluster.mtls.as_str()) {
+        bail!("cluster_mtls = '{}' must be shared or pki", cluster.mtls);
+    }
+    if role != Role::Traditional {
+        if cluster.cert.is_none() || cluster.key.is_none() {
+            bail!(
+                "cluster certificate and key must be provided to use Hybrid mode \
+                 (cluster_cert and cluster_cert_key; `tidegate hybrid gen_cert` makes a pair)"
+            );
+        }
+        if cluster.mtls == "pki" && cluster.ca.is_none() {
+            bail!("cluster_mtls = pki needs cluster_ca_cert");
+        }
+    }
+    for a in &cluster.control_planes {
+        let ok = a
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            bail!("cluster_control_plane entry '{a}' must be host:port");
+        }
+    }
+    if role == Role::DataPlane && cluster.control_planes.is_empty() {
+        bail!("role = data_plane needs cluster_control_plane (host:port of a control plane)");
+    }
+    let status_listen = match values["status_listen"].as_str() {
+        "off" | "" => None,
+        _ => Some(addr(values, "status_listen")?),
+    };
     Ok(Settings {
+        cluster,
+        declarative_config: path("declarative_config"),
+        plugins: plugin_names(&values["plugins"])?,
+        status_listen,
         role,
         prefix: PathBuf::from(&values["prefix"]),
         admin_listen: addr(values, "admin_listen")?,

@@ -9,9 +9,11 @@ use tidegate_cp::node::{
     initial_members, initialize_if_first, Clock, Entropy, NodeSettings, RaftNode,
     DEFAULT_APPLY_WAIT, DEFAULT_LEADER_WAIT,
 };
+use tidegate_cp::sync::{SyncService, SyncSettings};
 use tidegate_cp::NodeInfo;
 use tidegate_raft::network::{Network, RaftTls};
 use tidegate_raft::Raft;
+use tidegate_tls::ClusterTls;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 use uuid::Uuid;
@@ -19,11 +21,11 @@ use uuid::Uuid;
 use crate::settings::{Role, Settings};
 
 /// The real clock: only the binary reads it.
-struct SystemClock;
+pub struct SystemClock;
 
-impl Clock for SystemClock {
+impl SystemClock {
     #[allow(clippy::disallowed_methods)]
-    fn now_unix(&self) -> i64 {
+    pub fn now(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -31,8 +33,14 @@ impl Clock for SystemClock {
     }
 }
 
+impl Clock for SystemClock {
+    fn now_unix(&self) -> i64 {
+        self.now()
+    }
+}
+
 /// The operating system's random source.
-struct OsEntropy(SystemRandom);
+pub struct OsEntropy(pub SystemRandom);
 
 impl Entropy for OsEntropy {
     fn next_u128(&self) -> u128 {
@@ -78,7 +86,7 @@ fn node_uuid(prefix: &std::path::Path, entropy: &OsEntropy) -> anyhow::Result<Uu
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
-async fn terminated() {
+pub async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
     tokio::select! {
@@ -91,10 +99,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let role = match settings.role {
         Role::Traditional => "traditional",
         Role::ControlPlane => "control_plane",
-        Role::DataPlane => bail!(
-            "role = data_plane is not supported yet: the data plane (sync client and proxy) is \
-             still being built; run role = traditional or control_plane"
-        ),
+        Role::DataPlane => return crate::data_plane::run(settings).await,
     };
     std::fs::create_dir_all(&settings.prefix)
         .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
@@ -171,6 +176,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(entropy),
     ));
 
+    let cluster_server = match settings.role {
+        Role::ControlPlane => Some(
+            start_cluster_listener(
+                &settings,
+                node.clone(),
+                stopped(stop_rx.clone()),
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", settings.admin_listen))?;
@@ -200,12 +218,82 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(s) = raft_server {
         let _ = s.await;
     }
+    if let Some(s) = cluster_server {
+        let _ = s.await;
+    }
     raft.shutdown().await.ok();
     info!("stopped");
     Ok(())
 }
 
-fn hostname() -> String {
+/// The cluster credentials from `cluster_cert`, `cluster_cert_key`, `cluster_ca_cert`.
+pub fn cluster_tls(settings: &Settings) -> anyhow::Result<ClusterTls> {
+    let c = &settings.cluster;
+    let read = |p: &Option<std::path::PathBuf>, what: &str| -> anyhow::Result<Option<String>> {
+        p.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {what} {}", p.display()))
+            })
+            .transpose()
+    };
+    let cert = read(&c.cert, "cluster_cert")?.context("cluster_cert is not set")?;
+    let key = read(&c.key, "cluster_cert_key")?.context("cluster_cert_key is not set")?;
+    let ca = read(&c.ca, "cluster_ca_cert")?;
+    Ok(ClusterTls::from_pem(
+        &c.mtls,
+        &cert,
+        &key,
+        ca.as_deref(),
+        c.server_name.as_deref(),
+    )?)
+}
+
+/// Serves DP sync on `cluster_listen` with mutual TLS.
+async fn start_cluster_listener(
+    settings: &Settings,
+    node: Arc<RaftNode>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let tls = cluster_tls(settings)?;
+    let version =
+        semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is semver");
+    let plugins = tidegate_cp::compat::plugin_versions(&tidegate_model::plugins::bundled());
+    let mut sync = SyncSettings::new(settings.raft_node_id, version, plugins);
+    sync.max_payload = settings.cluster.max_payload;
+    sync.flush.purge_delay = std::time::Duration::from_secs(settings.cluster.purge_delay_secs);
+    let service = SyncService::new(
+        sync,
+        node.reader().clone(),
+        node,
+        Arc::new(SystemClock),
+        stop,
+    );
+    let listener = tokio::net::TcpListener::bind(settings.cluster.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on cluster_listen {}",
+                settings.cluster.listen
+            )
+        })?;
+    info!(addr = %settings.cluster.listen, mtls = %settings.cluster.mtls, "cluster listening for data planes");
+    let incoming = tidegate_tls::incoming(listener, tls.server_config()?);
+    Ok(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(tidegate_tls::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(tidegate_tls::KEEPALIVE_TIMEOUT))
+            .add_service(service.into_server())
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "the cluster listener failed");
+        }
+    }))
+}
+
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

@@ -15,8 +15,8 @@ pub struct GeneratedCert {
 pub fn gen_cert(now_unix: i64, days: u32) -> Result<GeneratedCert, String> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
         .map_err(|e| format!("cannot generate an EC P-384 key: {e}"))?;
-    let mut params = CertificateParams::new(vec![SHARED_SERVER_NAME.to_string()])
-        .map_err(|e| e.to_string())?;
+    let mut params =
+        CertificateParams::new(vec![SHARED_SERVER_NAME.to_string()]).map_err(|e| e.to_string())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, SHARED_SERVER_NAME);
     params.distinguished_name = dn;

@@ -158,11 +158,12 @@ impl ClusterTls {
         let provider = provider();
         let verifier: Arc<dyn rustls::server::danger::ClientCertVerifier> = match &self.mode {
             Mode::Shared => Arc::new(verify::Pinned::new(self.chain[0].clone(), provider.clone())),
-            Mode::Pki { .. } => {
-                WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()?), provider.clone())
-                    .build()
-                    .map_err(rustls_err)?
-            }
+            Mode::Pki { .. } => WebPkiClientVerifier::builder_with_provider(
+                Arc::new(self.roots()?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(rustls_err)?,
         };
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -260,7 +261,9 @@ pub fn incoming(
                     Ok(s) => {
                         let _ = tx.send(Ok(s)).await;
                     }
-                    Err(e) => warn!(peer = %peer, error = %e, "refused a cluster connection: TLS handshake failed (check the DP's cluster_cert and cluster_mtls)"),
+                    Err(e) => {
+                        warn!(peer = %peer, error = %e, "refused a cluster connection: TLS handshake failed (check the DP's cluster_cert and cluster_mtls)")
+                    }
                 }
             });
         }

@@ -29,8 +29,8 @@ fn ca(name: &str) -> Ca {
 
 fn issue(ca: &Ca, names: &[&str]) -> (String, String) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let issuer = Issuer::from_params(&ca.params, &ca.key);
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem())
@@ -113,16 +113,24 @@ async fn pki_mode_checks_the_ca_and_the_server_name() {
     let (cp_cert, cp_key) = issue(&ca1, &["cp.example"]);
     let (dp_cert, dp_key) = issue(&ca1, &["dp.example"]);
     let cp = ClusterTls::from_pem("pki", &cp_cert, &cp_key, Some(&ca1.pem), None).unwrap();
-    let dp = ClusterTls::from_pem("pki", &dp_cert, &dp_key, Some(&ca1.pem), Some("cp.example"))
-        .unwrap();
+    let dp =
+        ClusterTls::from_pem("pki", &dp_cert, &dp_key, Some(&ca1.pem), Some("cp.example")).unwrap();
     handshake(&cp, &dp).await.unwrap();
 
     // The CP's certificate does not name what the DP expects.
-    let wrong_name =
-        ClusterTls::from_pem("pki", &dp_cert, &dp_key, Some(&ca1.pem), Some("other.example"))
-            .unwrap();
+    let wrong_name = ClusterTls::from_pem(
+        "pki",
+        &dp_cert,
+        &dp_key,
+        Some(&ca1.pem),
+        Some("other.example"),
+    )
+    .unwrap();
     let err = handshake(&cp, &wrong_name).await.unwrap_err();
-    assert!(err.contains("NotValidForName") || err.contains("not valid for"), "{err}");
+    assert!(
+        err.contains("NotValidForName") || err.contains("not valid for"),
+        "{err}"
+    );
 
     // A DP certificate from another CA (say, the Raft CA) is refused by the CP.
     let ca2 = ca("raft CA");
@@ -136,14 +144,20 @@ async fn pki_mode_checks_the_ca_and_the_server_name() {
 fn settings_errors_say_what_to_fix() {
     let (cert, key) = shared_pair();
     let e = ClusterTls::from_pem("mutual", &cert, &key, None, None).unwrap_err();
-    assert_eq!(e.to_string(), "cluster_mtls must be 'shared' or 'pki', got 'mutual'");
+    assert_eq!(
+        e.to_string(),
+        "cluster_mtls must be 'shared' or 'pki', got 'mutual'"
+    );
     let e = ClusterTls::from_pem("pki", &cert, &key, None, None).unwrap_err();
     assert_eq!(e.to_string(), "cluster_mtls = pki needs cluster_ca_cert");
     let e = ClusterTls::from_pem("shared", "not a pem", &key, None, None).unwrap_err();
     assert!(e.to_string().starts_with("cluster_cert: "), "{e}");
     let (_, other_key) = shared_pair();
     let e = ClusterTls::from_pem("shared", &cert, &other_key, None, None).unwrap_err();
-    assert!(e.to_string().starts_with("invalid cluster TLS settings"), "{e}");
+    assert!(
+        e.to_string().starts_with("invalid cluster TLS settings"),
+        "{e}"
+    );
 }
 
 #[test]

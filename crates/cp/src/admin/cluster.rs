@@ -1,8 +1,10 @@
 //! `/clustering/control-planes`: Raft membership. Ours, not Kong's (Kong has no CP
 //! cluster); the shapes are `ClusterStatus` as serialised.
+//! `/clustering/data-planes`: Kong's shape, from the status every CP replicates.
 
 use hyper::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
+use tidegate_state::DpReport;
 
 use super::reply::{Handled, Reply};
 use super::request::AdminRequest;
@@ -66,4 +68,35 @@ pub(super) fn parse_member(body: &Value) -> Result<(u64, String), String> {
 fn status_reply(code: StatusCode, status: &ClusterStatus) -> Reply {
     let body = serde_json::to_value(status).expect("cluster status serialises to JSON");
     Reply::json(code, body)
+}
+
+/// Every DP any CP has recorded, in id order. `connected` is true only while the CP
+/// holding the stream keeps refreshing the row: a row whose CP died with it goes stale
+/// and reads as disconnected.
+pub(super) fn data_planes<B: Backend>(ctx: &Ctx<B>) -> Reply {
+    let now = ctx.backend.now_unix();
+    let data: Vec<Value> = ctx
+        .backend
+        .read(|m| m.data_planes.iter().map(|r| data_plane(r, now)).collect());
+    Reply::json(StatusCode::OK, json!({ "data": data, "next": null }))
+}
+
+fn data_plane(r: &DpReport, now: i64) -> Value {
+    let fresh = now - r.last_seen <= crate::sync::STALE_AFTER.as_secs() as i64;
+    json!({
+        "id": r.id,
+        "ip": r.ip,
+        "hostname": r.hostname,
+        "version": r.version,
+        "sync_status": r.sync_status,
+        "config_hash": if r.config_hash.is_empty() { Value::Null } else { Value::from(r.config_hash.clone()) },
+        "last_seen": r.last_seen,
+        "labels": r.labels,
+        "cert_details": { "expiry_timestamp": r.cert_expiry },
+        "connected": r.connected && fresh,
+        "config_version": r.config_version,
+        "control_plane": r.control_plane,
+        "plugins": r.plugins.iter().map(|(n, v)| json!({"name": n, "version": v})).collect::<Vec<_>>(),
+        "sent": { "snapshots": r.sent.snapshots, "events": r.sent.events, "bytes": r.sent.bytes },
+    })
 }

@@ -54,6 +54,7 @@ pub(super) enum Target {
     Config,
     ControlPlanes,
     ControlPlane(String),
+    DataPlanes,
     /// `/upstreams/{u}/health`
     UpstreamHealth(String),
     /// `/services`
@@ -140,6 +141,7 @@ impl Target {
             ["schemas", e] => Target::Schema(e.to_string()),
             ["schemas", e, "validate"] => Target::SchemaValidate(e.to_string()),
             ["clustering", "control-planes"] => Target::ControlPlanes,
+            ["clustering", "data-planes"] => Target::DataPlanes,
             ["clustering", "control-planes", id] => Target::ControlPlane(id.to_string()),
             ["upstreams", u, "health"] => Target::UpstreamHealth(u.to_string()),
             [e] => Target::Collection(top_level(e)?),
@@ -230,6 +232,7 @@ pub(super) fn endpoints() -> Vec<String> {
         "/schemas/plugins/validate",
         "/clustering/control-planes",
         "/clustering/control-planes/{id}",
+        "/clustering/data-planes",
     ]
     .into_iter()
     .map(str::to_string)
@@ -303,6 +306,7 @@ async fn dispatch<B: Backend>(req: &mut AdminRequest, ctx: &Ctx<B>) -> Handled {
         (Target::Config, Method::GET) => Ok(config::export(ctx)),
         (Target::Config, Method::POST) => config::import(ctx, req).await,
         (Target::ControlPlanes, Method::GET) => Ok(cluster::list(ctx).await),
+        (Target::DataPlanes, Method::GET) => Ok(cluster::data_planes(ctx)),
         (Target::ControlPlanes, Method::POST) => cluster::add(ctx, req).await,
         (Target::ControlPlane(id), Method::DELETE) => cluster::remove(ctx, &id).await,
         (Target::UpstreamHealth(u), Method::GET) => {

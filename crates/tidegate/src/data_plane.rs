@@ -1,0 +1,174 @@
+//! `role = data_plane`: no Admin API at all. Start from the cache (else
+//! `declarative_config`, else empty), sync from any CP in `cluster_control_plane`, and
+//! keep serving what it has while no CP answers (DESIGN.md §5).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tidegate_dp::sync::{Connect, Current, DpSync, HelloInfo, SyncSettings};
+use tidegate_dp::Cache;
+use tidegate_model::declarative::{self, ParseOptions};
+use tidegate_model::Fixed;
+use tidegate_state::{Command, ConfigState, Machine, Op};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::config_cmd::{entropy, pretty_error, read_declarative, unix_now};
+use crate::settings::Settings;
+use crate::start::{cluster_tls, hostname, terminated};
+
+/// What the DP serves before any CP answers.
+fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current> {
+    match cache.load() {
+        Ok(Some(state)) => {
+            info!(version = state.version(), hash = %state.hash(), entities = state.len(), "serving the cached config");
+            return Ok(Current::from_cache(state));
+        }
+        Ok(None) => {}
+        Err(e) => error!(error = %e, path = %cache.path().display(), "the config cache is unusable; starting without it (a CP will send a fresh config; remove the file to start from declarative_config)"),
+    }
+    let Some(file) = &settings.declarative_config else {
+        info!("no cached config and no declarative_config: serving an empty config until a control plane answers");
+        return Ok(Current::local(ConfigState::new()));
+    };
+    let text = read_declarative(file)?;
+    let opts = ParseOptions {
+        now: unix_now(),
+        entropy: entropy()?,
+    };
+    let parsed = declarative::parse(&text, opts).map_err(|e| {
+        anyhow::anyhow!(
+            "declarative_config {}:\n{}",
+            file.display(),
+            pretty_error(&e)
+        )
+    })?;
+    let mut machine = Machine::new();
+    let (outcome, _) = machine.execute(&Command {
+        request_id: Uuid::nil(),
+        fixed: Fixed {
+            id: Uuid::nil(),
+            now: opts.now,
+            entropy: opts.entropy,
+        },
+        op: Op::Import {
+            entities: parsed.entities,
+        },
+    });
+    outcome.map_err(|e| {
+        anyhow::anyhow!(
+            "declarative_config {}:\n{}",
+            file.display(),
+            pretty_error(&e)
+        )
+    })?;
+    let state = machine.config;
+    info!(file = %file.display(), hash = %state.hash(), entities = state.len(), "serving declarative_config");
+    Ok(Current::local(state))
+}
+
+/// The plugins this DP advertises: `plugins`, at this build's versions.
+fn advertised_plugins(settings: &Settings) -> Vec<(String, String)> {
+    let mut plugins: Vec<(String, String)> = settings
+        .plugins
+        .iter()
+        .filter_map(|n| tidegate_model::plugins::info(n))
+        .map(|p| (p.name.to_string(), p.version.to_string()))
+        .collect();
+    debug_overrides::plugins(&mut plugins);
+    plugins
+}
+
+/// Test hooks for the compatibility checks: debug builds only, so that a release build
+/// cannot advertise anything but what it is.
+mod debug_overrides {
+    /// `TIDEGATE_DEBUG_DP_VERSION=x.y.z`
+    pub fn version(v: String) -> String {
+        #[cfg(debug_assertions)]
+        if let Ok(o) = std::env::var("TIDEGATE_DEBUG_DP_VERSION") {
+            return o;
+        }
+        v
+    }
+
+    /// `TIDEGATE_DEBUG_DP_PLUGIN_VERSIONS=name=x.y.z,…`
+    #[allow(unused_variables)]
+    pub fn plugins(plugins: &mut [(String, String)]) {
+        #[cfg(debug_assertions)]
+        if let Ok(o) = std::env::var("TIDEGATE_DEBUG_DP_PLUGIN_VERSIONS") {
+            for item in o.split(',') {
+                if let Some((name, v)) = item.split_once('=') {
+                    for p in plugins.iter_mut().filter(|p| p.0 == name) {
+                        p.1 = v.to_string();
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.prefix)
+        .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
+    let cache = Cache::open(&settings.prefix)?;
+    let node_id = cache.node_id(|| entropy().unwrap_or(0).to_be_bytes())?;
+    let tls = cluster_tls(&settings)?;
+    let initial = initial_config(&settings, &cache)?;
+
+    let hello = HelloInfo {
+        node_id,
+        hostname: hostname(),
+        version: debug_overrides::version(env!("CARGO_PKG_VERSION").to_string()),
+        plugins: advertised_plugins(&settings),
+        labels: settings.cluster.dp_labels.clone(),
+    };
+    let mut sync_settings = SyncSettings::new(
+        settings.cluster.control_planes.clone(),
+        hello,
+        entropy()? as u64,
+    );
+    sync_settings.max_payload = settings.cluster.max_payload;
+    let connect: Connect = {
+        let tls = tls.clone();
+        Arc::new(move |addr: String| {
+            let tls = tls.clone();
+            Box::pin(async move { tidegate_tls::channel(&addr, &tls).await })
+        })
+    };
+    let sync = DpSync::new(sync_settings, cache, initial, connect);
+    let config = sync.config();
+    let status = sync.status();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let status_server = match settings.status_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on status_listen {addr}"))?;
+            info!(%addr, "status API listening");
+            Some(tokio::spawn(crate::status::serve(
+                listener,
+                config.clone(),
+                status.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+    info!(node_id = %node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
+    let sync_task = tokio::spawn(sync.run(stopped(stop_rx.clone())));
+    terminated().await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = sync_task.await {
+        warn!(error = %e, "the sync task failed");
+    }
+    if let Some(s) = status_server {
+        let _ = s.await;
+    }
+    info!("stopped");
+    Ok(())
+}
