@@ -155,7 +155,8 @@ fn hybrid_roles_need_the_cluster_certificate() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(
-            stderr(&out).contains("cluster certificate and key must be provided to use Hybrid mode"),
+            stderr(&out)
+                .contains("cluster certificate and key must be provided to use Hybrid mode"),
             "{}",
             stderr(&out)
         );
@@ -185,11 +186,21 @@ fn gen_cert_writes_a_pair_and_keeps_existing_files() {
     assert_eq!(mode & 0o777, 0o600);
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("already exists; use --force"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(), cert);
+    assert!(
+        stderr(&out).contains("already exists; use --force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(),
+        cert
+    );
     let out = run(&["--force"]);
     assert!(out.status.success());
-    assert_ne!(std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(), cert);
+    assert_ne!(
+        std::fs::read_to_string(dir.path().join("cluster.crt")).unwrap(),
+        cert
+    );
 }
 
 #[test]

@@ -226,9 +226,9 @@ fn incompatible_dps_are_held_back_with_the_reason_shown() {
             .any(|r| r["id"] == dp2.as_str() && r["sync_status"] == "kong_version_incompatible")
             .then_some(())
     });
-    assert!(cp.log_text().contains(
-        "unable to send updated configuration to DP node with hostname: "
-    ));
+    assert!(cp
+        .log_text()
+        .contains("unable to send updated configuration to DP node with hostname: "));
     assert!(cp
         .log_text()
         .contains("reason: version mismatches, CP version: 0.1 DP version: 1.0"));
@@ -286,14 +286,7 @@ fn one_change_sends_one_event_and_a_long_absence_a_snapshot() {
             .collect();
         json!({"_format_version": "3.0", "services": services})
     };
-    let r = support::http(
-        &c.node(1).admin,
-        "POST",
-        "/config",
-        Some(&big("a")),
-        &[],
-    )
-    .unwrap();
+    let r = support::http(&c.node(1).admin, "POST", "/config", Some(&big("a")), &[]).unwrap();
     assert_eq!(r.status, 201, "{}", r.body);
     c.start_dp(1, &[1], &[]);
     let hash = c.cp_hash(1).unwrap();
@@ -316,10 +309,7 @@ fn one_change_sends_one_event_and_a_long_absence_a_snapshot() {
     let before = wait_for("the first push recorded", LONG, || {
         sent(&c, &hash).filter(|s| s.0 == 1)
     });
-    println!(
-        "10,000 entities: initial snapshot {} bytes",
-        before.2
-    );
+    println!("10,000 entities: initial snapshot {} bytes", before.2);
     let r = support::http(
         &c.node(1).admin,
         "PATCH",
@@ -389,7 +379,10 @@ fn wrong_certificates_are_refused() {
     let (cc, ck) = c.cluster_cert.clone();
     let ca = c.pki.ca.clone();
     let err = support::tls_handshake_error(&raft, &cc, &ck, &ca);
-    assert!(err.is_some(), "the Raft port accepted the cluster certificate");
+    assert!(
+        err.is_some(),
+        "the Raft port accepted the cluster certificate"
+    );
     let (rc, rk) = c.pki.issue("raft-client");
     let ok = support::tls_handshake_error(&raft, &rc, &rk, &ca);
     assert!(ok.is_none(), "a Raft CA certificate was refused: {ok:?}");
@@ -411,8 +404,14 @@ fn a_dp_killed_mid_apply_restarts_on_a_complete_config() {
     let mut known = BTreeSet::new();
     known.insert(c.cp_hash(1).unwrap());
     for round in 0..8usize {
-        let r = support::http(&c.node(1).admin, "POST", "/config", Some(&config(round)), &[])
-            .unwrap();
+        let r = support::http(
+            &c.node(1).admin,
+            "POST",
+            "/config",
+            Some(&config(round)),
+            &[],
+        )
+        .unwrap();
         assert_eq!(r.status, 201, "{}", r.body);
         known.insert(c.cp_hash(1).unwrap());
         // Kill at a different point of the apply each round.
@@ -435,7 +434,10 @@ fn a_dp_killed_mid_apply_restarts_on_a_complete_config() {
         } else {
             // Killed before the first store: no cache yet is fine, a torn one is not.
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("no config cache"), "round {round}: {stderr}");
+            assert!(
+                stderr.contains("no config cache"),
+                "round {round}: {stderr}"
+            );
         }
         c.dp_mut(1).start();
         wait_dp_hash(c.dp(1), &c.cp_hash(1).unwrap(), LONG);

@@ -434,7 +434,10 @@ impl Cluster {
     }
 
     pub fn dp(&self, n: u64) -> &Node {
-        self.dps.iter().find(|d| d.id == n).expect("a DP with that number")
+        self.dps
+            .iter()
+            .find(|d| d.id == n)
+            .expect("a DP with that number")
     }
 
     pub fn dp_mut(&mut self, n: u64) -> &mut Node {

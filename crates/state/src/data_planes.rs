@@ -146,9 +146,9 @@ mod tests {
         let mut b = DataPlanes::new();
         let old = report(1, 10, "a");
         let new = report(1, 20, "b");
-        a.apply(&[old.clone()], 0);
-        a.apply(&[new.clone()], 0);
-        b.apply(&[new.clone()], 0);
+        a.apply(std::slice::from_ref(&old), 0);
+        a.apply(std::slice::from_ref(&new), 0);
+        b.apply(std::slice::from_ref(&new), 0);
         b.apply(&[old], 0);
         assert_eq!(a, b);
         assert_eq!(a.get(&Uuid::from_u128(1)).unwrap().config_hash, "b");

@@ -93,7 +93,10 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             force,
         } => {
             if file.exists() && !force {
-                bail!("{} already exists; use --force to overwrite", file.display());
+                bail!(
+                    "{} already exists; use --force to overwrite",
+                    file.display()
+                );
             }
             if !prefix.join(tidegate_dp::CACHE_FILE).exists() {
                 bail!(

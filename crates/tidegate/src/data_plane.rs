@@ -26,7 +26,9 @@ fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current>
             return Ok(Current::from_cache(state));
         }
         Ok(None) => {}
-        Err(e) => error!(error = %e, path = %cache.path().display(), "the config cache is unusable; starting without it (a CP will send a fresh config; remove the file to start from declarative_config)"),
+        Err(e) => {
+            error!(error = %e, path = %cache.path().display(), "the config cache is unusable; starting without it (a CP will send a fresh config; remove the file to start from declarative_config)")
+        }
     }
     let Some(file) = &settings.declarative_config else {
         info!("no cached config and no declarative_config: serving an empty config until a control plane answers");

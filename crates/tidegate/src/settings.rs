@@ -448,6 +448,51 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_settings_parse_and_bad_ones_say_what_to_do() {
+        let dp = [
+            ("TIDEGATE_ROLE", "data_plane"),
+            ("TIDEGATE_CLUSTER_CERT", "c"),
+            ("TIDEGATE_CLUSTER_CERT_KEY", "k"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut v = dp.to_vec();
+            v.extend_from_slice(extra);
+            load(None, None, env(&v))
+        };
+        let s = with(&[
+            ("TIDEGATE_CLUSTER_CONTROL_PLANE", "cp1:8005, cp2:8005"),
+            ("TIDEGATE_CLUSTER_DP_LABELS", "region:eu-west-1,tier:gold"),
+            ("TIDEGATE_PLUGINS", "cors, key-auth,cors"),
+            ("TIDEGATE_STATUS_LISTEN", "127.0.0.1:8100"),
+        ])
+        .unwrap();
+        assert_eq!(s.cluster.control_planes, vec!["cp1:8005", "cp2:8005"]);
+        assert_eq!(s.cluster.dp_labels["region"], "eu-west-1");
+        assert_eq!(s.plugins, vec!["cors", "key-auth"]);
+        assert_eq!(s.status_listen.unwrap().to_string(), "127.0.0.1:8100");
+        assert_eq!(
+            with(&[]).unwrap().plugins.len(),
+            tidegate_model::plugins::bundled().len()
+        );
+        assert!(with(&[("TIDEGATE_PLUGINS", "off")])
+            .unwrap()
+            .plugins
+            .is_empty());
+        let err = |extra: &[(&str, &str)]| with(extra).unwrap_err().to_string();
+        assert!(err(&[("TIDEGATE_PLUGINS", "bundled,nope")]).contains("'nope' is not installed"));
+        assert!(err(&[("TIDEGATE_CLUSTER_DP_LABELS", "region")]).contains("must be key:value"));
+        assert!(err(&[("TIDEGATE_CLUSTER_DP_LABELS", "a:b,a:c")]).contains("twice"));
+        assert!(err(&[("TIDEGATE_CLUSTER_CONTROL_PLANE", "cp1")]).contains("host:port"));
+        assert!(err(&[("TIDEGATE_CLUSTER_MTLS", "none")]).contains("shared or pki"));
+        assert!(err(&[("TIDEGATE_CLUSTER_MTLS", "pki")]).contains("cluster_ca_cert"));
+        assert!(err(&[("TIDEGATE_CLUSTER_DATA_PLANE_PURGE_DELAY", "59")]).contains("60 or greater"));
+        assert!(err(&[("TIDEGATE_CLUSTER_MAX_PAYLOAD", "10")]).contains("between 4096"));
+        assert!(
+            err(&[("TIDEGATE_CLUSTER_CONTROL_PLANE", "")]).contains("needs cluster_control_plane")
+        );
+    }
+
+    #[test]
     fn peers_parse() {
         let s = load(
             None,
@@ -462,6 +507,8 @@ mod tests {
                 ("TIDEGATE_RAFT_CERT", "c"),
                 ("TIDEGATE_RAFT_CERT_KEY", "k"),
                 ("TIDEGATE_RAFT_CA_CERT", "ca"),
+                ("TIDEGATE_CLUSTER_CERT", "cc"),
+                ("TIDEGATE_CLUSTER_CERT_KEY", "ck"),
             ]),
         )
         .unwrap();

@@ -24,11 +24,7 @@ fn reply(code: StatusCode, body: Value) -> Response<Full<Bytes>> {
         .expect("a static response builds")
 }
 
-fn answer(
-    path: &str,
-    config: &Current,
-    status: &SyncStatus,
-) -> Response<Full<Bytes>> {
+fn answer(path: &str, config: &Current, status: &SyncStatus) -> Response<Full<Bytes>> {
     let state = &config.state;
     match path {
         "/status" => reply(
