@@ -443,3 +443,60 @@ fn a_dp_killed_mid_apply_restarts_on_a_complete_config() {
         wait_dp_hash(c.dp(1), &c.cp_hash(1).unwrap(), LONG);
     }
 }
+
+/// A DP with no cache starts from `declarative_config` (also given as
+/// TIDEGATE_DECLARATIVE_CONFIG) before any CP answers, serves no Admin API, and takes the
+/// CP's config once one answers.
+#[test]
+fn a_dp_without_cache_starts_from_declarative_config_and_has_no_admin_api() {
+    let mut c = Cluster::start(1);
+    c.wait_leader(LONG);
+    let file = c.dir.path().join("kong.yml");
+    std::fs::write(
+        &file,
+        "_format_version: \"3.0\"\nservices:\n- name: local\n  url: http://local.test\n  routes:\n  - name: r\n    paths: [/local]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::binary())
+        .args(["config", "parse"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let parsed = String::from_utf8_lossy(&out.stdout).to_string();
+    let file_hash = parsed
+        .lines()
+        .find_map(|l| l.strip_prefix("config hash: "))
+        .expect("config parse prints the hash")
+        .to_string();
+    // The CP is not in reach: a port nothing listens on.
+    let nowhere = format!("127.0.0.1:{}", support::free_port());
+    let f = file.display().to_string();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    c.start_dp(
+        1,
+        &[],
+        &[
+            ("TIDEGATE_ADMIN_LISTEN", admin.as_str()),
+            ("TIDEGATE_CLUSTER_CONTROL_PLANE", nowhere.as_str()),
+            ("TIDEGATE_DECLARATIVE_CONFIG", f.as_str()),
+        ],
+    );
+    wait_dp_hash(c.dp(1), &file_hash, LONG);
+    let st = c.dp(1).get("/status").unwrap();
+    assert_eq!(st.body["from_control_plane"], false);
+    assert!(
+        st.body["control_plane"]["last_error"].is_string(),
+        "{}",
+        st.body
+    );
+    // No Admin API: nothing listens on admin_listen.
+    assert!(std::net::TcpStream::connect(&admin).is_err());
+
+    // Pointed at the CP (restart with the right address): the CP's config replaces it.
+    c.dp_mut(1).terminate();
+    c.dps.retain(|d| d.id != 1);
+    c.start_dp(1, &[1], &[("TIDEGATE_DECLARATIVE_CONFIG", f.as_str())]);
+    let cp_hash = c.cp_hash(1).unwrap();
+    assert_ne!(cp_hash, file_hash);
+    wait_dp_hash(c.dp(1), &cp_hash, LONG);
+}

@@ -200,9 +200,8 @@ impl Node {
             .arg("start")
             .arg("-p")
             .arg(&self.prefix)
-            .envs(self.env.iter().cloned())
             .env("TIDEGATE_ADMIN_LISTEN", &self.admin)
-            .env("TIDEGATE_STATUS_LISTEN", &self.admin)
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -427,6 +426,7 @@ impl Cluster {
             vars.push(pair(k, v));
         }
         let status = format!("127.0.0.1:{}", free_port());
+        vars.insert(0, pair("TIDEGATE_STATUS_LISTEN", &status));
         let prefix = self.dir.path().join(format!("dp{n}"));
         self.dps
             .push(Node::spawn(n, prefix, vars, status, String::new()));

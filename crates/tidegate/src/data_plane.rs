@@ -110,67 +110,96 @@ mod debug_overrides {
     }
 }
 
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.prefix)
-        .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
-    let cache = Cache::open(&settings.prefix)?;
-    let node_id = cache.node_id(|| entropy().unwrap_or(0).to_be_bytes())?;
-    let tls = cluster_tls(&settings)?;
-    let initial = initial_config(&settings, &cache)?;
+/// A running sync client (and its status API), for `data_plane` and for the in-process
+/// DP of `traditional`.
+pub struct Running {
+    pub node_id: Uuid,
+    #[allow(dead_code, reason = "the proxy subscribes to it once it lands")]
+    pub config: watch::Receiver<Arc<Current>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
 
+impl Running {
+    /// Waits for the tasks after `stop` turned true.
+    pub async fn join(self) {
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                warn!(error = %e, "a data plane task failed");
+            }
+        }
+    }
+}
+
+/// Starts the sync client with its cache in `cache_prefix`, dialling `addresses`
+/// through `connect`, plus the status API when `status_listen` is set.
+pub async fn start(
+    settings: &Settings,
+    cache_prefix: &std::path::Path,
+    addresses: Vec<String>,
+    connect: Connect,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Running> {
+    let cache = Cache::open(cache_prefix)?;
+    let node_id = cache.node_id(|| entropy().unwrap_or(0).to_be_bytes())?;
+    let initial = initial_config(settings, &cache)?;
     let hello = HelloInfo {
         node_id,
         hostname: hostname(),
         version: debug_overrides::version(env!("CARGO_PKG_VERSION").to_string()),
-        plugins: advertised_plugins(&settings),
+        plugins: advertised_plugins(settings),
         labels: settings.cluster.dp_labels.clone(),
     };
-    let mut sync_settings = SyncSettings::new(
-        settings.cluster.control_planes.clone(),
-        hello,
-        entropy()? as u64,
-    );
+    let mut sync_settings = SyncSettings::new(addresses, hello, entropy()? as u64);
     sync_settings.max_payload = settings.cluster.max_payload;
-    let connect: Connect = {
-        let tls = tls.clone();
-        Arc::new(move |addr: String| {
-            let tls = tls.clone();
-            Box::pin(async move { tidegate_tls::channel(&addr, &tls).await })
-        })
-    };
     let sync = DpSync::new(sync_settings, cache, initial, connect);
     let config = sync.config();
     let status = sync.status();
-
-    let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let status_server = match settings.status_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on status_listen {addr}"))?;
-            info!(%addr, "status API listening");
-            Some(tokio::spawn(crate::status::serve(
-                listener,
-                config.clone(),
-                status.clone(),
-                stopped(stop_rx.clone()),
-            )))
-        }
-        None => None,
-    };
-    info!(node_id = %node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
-    let sync_task = tokio::spawn(sync.run(stopped(stop_rx.clone())));
+    let mut tasks = Vec::new();
+    if let Some(addr) = settings.status_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on status_listen {addr}"))?;
+        info!(%addr, "status API listening");
+        tasks.push(tokio::spawn(crate::status::serve(
+            listener,
+            config.clone(),
+            status,
+            stopped(stop.clone()),
+        )));
+    }
+    tasks.push(tokio::spawn(sync.run(stopped(stop))));
+    Ok(Running {
+        node_id,
+        config,
+        tasks,
+    })
+}
+
+/// `role = data_plane`.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.prefix)
+        .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
+    let tls = cluster_tls(&settings)?;
+    let connect: Connect = Arc::new(move |addr: String| {
+        let tls = tls.clone();
+        Box::pin(async move { tidegate_tls::channel(&addr, &tls).await })
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let running = start(
+        &settings,
+        &settings.prefix,
+        settings.cluster.control_planes.clone(),
+        connect,
+        stop_rx,
+    )
+    .await?;
+    info!(node_id = %running.node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
     terminated().await;
     let _ = stop_tx.send(true);
-    if let Err(e) = sync_task.await {
-        warn!(error = %e, "the sync task failed");
-    }
-    if let Some(s) = status_server {
-        let _ = s.await;
-    }
+    running.join().await;
     info!("stopped");
     Ok(())
 }

@@ -11,6 +11,8 @@ use tidegate_cp::node::{
 };
 use tidegate_cp::sync::{SyncService, SyncSettings};
 use tidegate_cp::NodeInfo;
+use tidegate_dp::sync::Connect;
+use tidegate_proto::cluster::cluster_server::ClusterServer;
 use tidegate_raft::network::{Network, RaftTls};
 use tidegate_raft::Raft;
 use tidegate_tls::ClusterTls;
@@ -176,17 +178,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(entropy),
     ));
 
-    let cluster_server = match settings.role {
-        Role::ControlPlane => Some(
-            start_cluster_listener(
+    let service = sync_service(&settings, node.clone(), stop_rx.clone());
+    let flusher = service.take_flusher();
+    let (cluster_server, in_process_dp) = match settings.role {
+        Role::ControlPlane => (
+            Some(start_cluster_listener(&settings, service, stopped(stop_rx.clone())).await?),
+            None,
+        ),
+        // The same event stream a remote DP gets, over an in-memory pipe.
+        _ => {
+            let connect = in_process_connect(service.into_server(), stopped(stop_rx.clone()));
+            let dp = crate::data_plane::start(
                 &settings,
-                node.clone(),
-                stopped(stop_rx.clone()),
+                &settings.prefix.join("dp"),
+                vec![IN_PROCESS.to_string()],
+                connect,
                 stop_rx.clone(),
             )
-            .await?,
-        ),
-        _ => None,
+            .await?;
+            (None, Some(dp))
+        }
     };
 
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
@@ -202,8 +213,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A fatal Raft error (storage) is logged loudly and turns /status red; the node keeps
     // serving reads rather than retrying writes silently.
     let mut metrics = raft.metrics();
+    let stopping = stop_rx.clone();
     tokio::spawn(async move {
-        if metrics.wait_for(|m| m.running_state.is_err()).await.is_ok() {
+        if metrics.wait_for(|m| m.running_state.is_err()).await.is_ok() && !*stopping.borrow() {
             let state = metrics.borrow().running_state.clone();
             error!(error = ?state, "Raft stopped on a fatal error: writes are refused and /status answers 503; check the disk under the prefix, then restart the node");
         }
@@ -220,6 +232,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(s) = cluster_server {
         let _ = s.await;
+    }
+    if let Some(dp) = in_process_dp {
+        dp.join().await;
+    }
+    if let Some(f) = flusher {
+        let _ = f.await;
     }
     raft.shutdown().await.ok();
     info!("stopped");
@@ -249,27 +267,34 @@ pub fn cluster_tls(settings: &Settings) -> anyhow::Result<ClusterTls> {
     )?)
 }
 
-/// Serves DP sync on `cluster_listen` with mutual TLS.
-async fn start_cluster_listener(
+/// The DP sync service of this CP (its status flusher starts now).
+fn sync_service(
     settings: &Settings,
     node: Arc<RaftNode>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let tls = cluster_tls(settings)?;
+) -> SyncService<RaftNode> {
     let version =
         semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is semver");
     let plugins = tidegate_cp::compat::plugin_versions(&tidegate_model::plugins::bundled());
     let mut sync = SyncSettings::new(settings.raft_node_id, version, plugins);
     sync.max_payload = settings.cluster.max_payload;
     sync.flush.purge_delay = std::time::Duration::from_secs(settings.cluster.purge_delay_secs);
-    let service = SyncService::new(
+    SyncService::new(
         sync,
         node.reader().clone(),
         node,
         Arc::new(SystemClock),
         stop,
-    );
+    )
+}
+
+/// Serves DP sync on `cluster_listen` with mutual TLS.
+async fn start_cluster_listener(
+    settings: &Settings,
+    service: SyncService<RaftNode>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let tls = cluster_tls(settings)?;
     let listener = tokio::net::TcpListener::bind(settings.cluster.listen)
         .await
         .with_context(|| {
@@ -291,6 +316,46 @@ async fn start_cluster_listener(
             error!(error = %e, "the cluster listener failed");
         }
     }))
+}
+
+/// The address the in-process DP of `traditional` "dials".
+const IN_PROCESS: &str = "in-process";
+
+/// A DP [`Connect`] that reaches `server` through in-memory pipes: `traditional` runs
+/// the very sync protocol a remote DP does, minus TCP and TLS.
+fn in_process_connect(
+    server: ClusterServer<SyncService<RaftNode>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Connect {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tokio::io::DuplexStream>>(4);
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), shutdown)
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "the in-process sync service failed");
+        }
+    });
+    Arc::new(move |_addr: String| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                let tx = tx.clone();
+                async move {
+                    let (client, server) = tokio::io::duplex(1 << 16);
+                    tx.send(Ok(server)).await.map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the node is stopping")
+                    })?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(client))
+                }
+            });
+            tonic::transport::Endpoint::from_static("http://in-process")
+                .connect_with_connector(connector)
+                .await
+                .map_err(|e| format!("in-process sync: {e}"))
+        })
+    })
 }
 
 pub fn hostname() -> String {

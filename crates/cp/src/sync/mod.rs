@@ -102,6 +102,7 @@ pub(crate) struct Shared<B> {
 /// [`SyncService::into_server`] on the cluster listener.
 pub struct SyncService<B> {
     shared: Arc<Shared<B>>,
+    flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl<B: Backend> SyncService<B> {
@@ -114,7 +115,7 @@ impl<B: Backend> SyncService<B> {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let registry = Registry::default();
-        tokio::spawn(registry::flush_loop(
+        let flusher = tokio::spawn(registry::flush_loop(
             registry.clone(),
             backend.clone(),
             clock.clone(),
@@ -122,6 +123,7 @@ impl<B: Backend> SyncService<B> {
             shutdown.clone(),
         ));
         SyncService {
+            flusher: std::sync::Mutex::new(Some(flusher)),
             shared: Arc::new(Shared {
                 _backend: std::marker::PhantomData,
                 settings,
@@ -131,6 +133,15 @@ impl<B: Backend> SyncService<B> {
                 shutdown,
             }),
         }
+    }
+
+    /// The status flusher: await it after `shutdown` turned true and before Raft stops,
+    /// so the DPs' last status (disconnected) is recorded.
+    pub fn take_flusher(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.flusher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     pub fn into_server(self) -> ClusterServer<Self> {

@@ -186,12 +186,24 @@ async fn flush_once<B: Backend>(
     failing: &mut bool,
 ) {
     let due = registry.due(settings.refresh.as_secs() as i64);
-    if due.is_empty() {
-        return;
-    }
     let purge_before = clock
         .now_unix()
         .saturating_sub(settings.purge_delay.as_secs() as i64);
+    if due.is_empty() {
+        // Nothing to report, but rows of DPs gone for longer than the purge delay still
+        // have to go when no DP is left to carry the purge time in a report.
+        let stale = backend.read(|m| m.data_planes.iter().any(|r| r.last_seen < purge_before));
+        if stale {
+            let op = Op::DataPlanes {
+                reports: Vec::new(),
+                purge_before,
+            };
+            if let Err(e) = backend.write(op, None).await {
+                debug!(error = %e, "cannot purge data plane rows yet");
+            }
+        }
+        return;
+    }
     for chunk in due.chunks(MAX_REPORTS_PER_BATCH) {
         let op = Op::DataPlanes {
             reports: chunk.iter().map(|(r, _)| r.clone()).collect(),
@@ -214,5 +226,106 @@ async fn flush_once<B: Backend>(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidegate_state::SentCounters;
+
+    fn report(n: u128, last_seen: i64) -> DpReport {
+        DpReport {
+            id: Uuid::from_u128(n),
+            ip: "127.0.0.1".into(),
+            hostname: format!("dp-{n}"),
+            version: "0.1.0".into(),
+            sync_status: "normal".into(),
+            config_hash: String::new(),
+            config_version: None,
+            last_seen,
+            labels: BTreeMap::new(),
+            cert_expiry: None,
+            connected: true,
+            control_plane: 1,
+            plugins: Vec::new(),
+            sent: SentCounters::default(),
+        }
+    }
+
+    #[test]
+    fn a_reconnected_dp_is_not_closed_by_its_old_session() {
+        let r = Registry::default();
+        let old = r.open(report(1, 10));
+        let new = r.open(report(1, 11));
+        r.close(Uuid::from_u128(1), old, 12);
+        let due = r.due(30);
+        assert_eq!(due.len(), 1);
+        assert!(due[0].0.connected, "the old session's goodbye must not win");
+        assert_eq!(due[0].1, new);
+        r.close(Uuid::from_u128(1), new, 13);
+        assert!(!r.due(30)[0].0.connected);
+    }
+
+    #[test]
+    fn heartbeats_are_recorded_only_on_the_slow_refresh() {
+        let r = Registry::default();
+        let s = r.open(report(1, 100));
+        let due = r.due(30);
+        r.recorded(&due);
+        assert!(r.due(30).is_empty());
+        // A heartbeat moves last_seen without a visible change: not due yet…
+        r.update(Uuid::from_u128(1), s, |row| {
+            row.last_seen = 120;
+            false
+        });
+        assert!(r.due(30).is_empty());
+        // …until the recorded last_seen is a refresh interval old.
+        r.update(Uuid::from_u128(1), s, |row| {
+            row.last_seen = 130;
+            false
+        });
+        assert_eq!(r.due(30).len(), 1);
+        // A visible change is due at once.
+        let due = r.due(30);
+        r.recorded(&due);
+        r.update(Uuid::from_u128(1), s, |row| {
+            row.sync_status = "plugin_set_incompatible".into();
+            true
+        });
+        assert_eq!(r.due(30).len(), 1);
+    }
+
+    #[test]
+    fn recorded_disconnected_rows_leave_the_registry() {
+        let r = Registry::default();
+        r.record_once(DpReport {
+            connected: false,
+            ..report(1, 10)
+        });
+        assert_eq!(r.connected(), 0);
+        let due = r.due(30);
+        assert_eq!(due.len(), 1);
+        r.recorded(&due);
+        assert!(r.due(30).is_empty());
+        assert!(r.lock().rows.is_empty());
+    }
+
+    #[test]
+    fn a_change_during_the_write_stays_due() {
+        let r = Registry::default();
+        let s = r.open(report(1, 10));
+        let due = r.due(30);
+        // The row changes while the write is in flight.
+        r.update(Uuid::from_u128(1), s, |row| {
+            row.config_hash = "new".into();
+            true
+        });
+        r.recorded(&due);
+        assert_eq!(
+            r.due(30).len(),
+            1,
+            "the newer state still has to be recorded"
+        );
     }
 }
