@@ -22,7 +22,10 @@ fn haproxy() -> &'static str {
             ])
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "haproxy is not installed and apt-get could not install it");
+        assert!(
+            ok,
+            "haproxy is not installed and apt-get could not install it"
+        );
     }
     "haproxy"
 }
@@ -60,7 +63,12 @@ fn haproxy_in_front_of_three_cps_survives_losing_one() {
     }
     let cfg_path = c.dir.path().join("haproxy.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let check = Command::new(bin).arg("-c").arg("-f").arg(&cfg_path).output().unwrap();
+    let check = Command::new(bin)
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
     assert!(check.status.success(), "haproxy -c: {check:?}");
     let log = std::fs::File::create(c.dir.path().join("haproxy.log")).unwrap();
     let _proxy = Haproxy(
@@ -87,7 +95,11 @@ fn haproxy_in_front_of_three_cps_survives_losing_one() {
     wait_for("a write through haproxy", LONG, || post("first"));
 
     for n in 1..=2 {
-        c.start_dp(n, &[], &[("TIDEGATE_CLUSTER_CONTROL_PLANE", cluster.as_str())]);
+        c.start_dp(
+            n,
+            &[],
+            &[("TIDEGATE_CLUSTER_CONTROL_PLANE", cluster.as_str())],
+        );
     }
     let hash = c.cp_hash(1).unwrap();
     for n in 1..=2 {
@@ -109,7 +121,9 @@ fn haproxy_in_front_of_three_cps_survives_losing_one() {
 
     // Admin writes through haproxy keep working (a client may see one failed attempt
     // while haproxy marks the CP down; it retries, as decK does).
-    wait_for("a write through haproxy after the kill", LONG, || post("second"));
+    wait_for("a write through haproxy after the kill", LONG, || {
+        post("second")
+    });
     let hash = wait_for("the surviving CPs to agree", LONG, || {
         let h = c.cp_hash(alive)?;
         (c.node(alive).get("/services/second")?.status == 200).then_some(h)

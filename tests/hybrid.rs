@@ -257,6 +257,34 @@ fn incompatible_dps_are_held_back_with_the_reason_shown() {
     assert!(cp.log_text().contains("reason: CP and DP does not have same set of plugins installed or their versions might differ"));
     assert_eq!(dp_status(c.dp(3)).unwrap().0, base);
 
+    // The same picture in /metrics on both sides.
+    let cp_metrics = wait_for("the CP's metrics to count the held DP", LONG, || {
+        let text = support::get_text(&cp.status, "/metrics")?;
+        (support::metric(
+            &text,
+            "tidegate_cp_data_planes{sync_status=\"plugin_set_incompatible\",connected=\"true\"}",
+        ) == Some(1.0))
+        .then_some(text)
+    });
+    assert_eq!(
+        support::metric(&cp_metrics, "tidegate_raft_leader"),
+        Some(1.0)
+    );
+    let dp2_metrics = support::get_text(&c.dp(2).admin, "/metrics").unwrap();
+    assert_eq!(
+        support::metric(
+            &dp2_metrics,
+            "tidegate_dp_rejected{sync_status=\"kong_version_incompatible\"}"
+        ),
+        Some(1.0)
+    );
+    let dp1_metrics = support::get_text(&c.dp(1).admin, "/metrics").unwrap();
+    assert_eq!(
+        support::metric(&dp1_metrics, "tidegate_dp_control_plane_connected"),
+        Some(1.0)
+    );
+    println!("--- CP /metrics ---\n{cp_metrics}--- DP /metrics ---\n{dp1_metrics}");
+
     // cors in use: dp4 (cors 3.8) is held, dp3 (cors 3.9) is not — but dp3 still lacks
     // rate-limiting. Remove rate-limiting: dp3 catches up; dp4 stays held by cors.
     create(cp, "/plugins", json!({"name": "cors"}));

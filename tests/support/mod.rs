@@ -16,12 +16,25 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_tidegate")
 }
 
-/// A port the OS just handed out on 127.0.0.1.
+/// A free port on 127.0.0.1, below the kernel's ephemeral range (32768+ by default):
+/// a port the OS hands out with `bind(0)` comes from that range, and between the test
+/// releasing it and a child process binding it, an outgoing connection of a parallel test
+/// may take it. Ports are walked from a per-process start so that test processes (one
+/// per test under nextest) rarely try the same ones.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n * 7) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls `cond` until it returns `Some`, or panics with `what` after `timeout`.
@@ -154,6 +167,8 @@ pub struct Node {
     pub admin: String,
     /// `cluster_listen` of a CP (empty for a DP).
     pub cluster: String,
+    /// `status_listen`, when set.
+    pub status: String,
     pub raft: String,
     pub prefix: PathBuf,
     env: Vec<(String, String)>,
@@ -175,9 +190,15 @@ impl Node {
             .find(|(k, _)| k == "TIDEGATE_CLUSTER_LISTEN")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let status = env
+            .iter()
+            .find(|(k, _)| k == "TIDEGATE_STATUS_LISTEN")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let mut n = Node {
             id,
             cluster,
+            status,
             admin,
             raft,
             prefix,
@@ -351,6 +372,10 @@ impl Cluster {
             ),
             pair("TIDEGATE_CLUSTER_CERT", self.cluster_cert.0.display()),
             pair("TIDEGATE_CLUSTER_CERT_KEY", self.cluster_cert.1.display()),
+            pair(
+                "TIDEGATE_STATUS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            ),
         ];
         let prefix = self.dir.path().join(format!("cp{id}"));
         self.nodes.push(Node::spawn(id, prefix, env, admin, raft));
@@ -523,4 +548,31 @@ pub fn tls_handshake_error(addr: &str, cert: &Path, key: &Path, ca: &Path) -> Op
             Ok(_) => None,
         }
     })
+}
+
+/// One sample of a Prometheus text exposition: the value of the first line that starts
+/// with `series` (name plus labels as printed).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// GET `path` on `addr`, as text.
+pub fn get_text(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(body.to_string())
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::config_cmd::{entropy, pretty_error, read_declarative, unix_now};
 use crate::settings::Settings;
 use crate::start::{cluster_tls, hostname, terminated};
+use crate::status::{DpSources, Sources};
 
 /// What the DP serves before any CP answers.
 fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current> {
@@ -114,8 +115,8 @@ mod debug_overrides {
 /// DP of `traditional`.
 pub struct Running {
     pub node_id: Uuid,
-    #[allow(dead_code, reason = "the proxy subscribes to it once it lands")]
     pub config: watch::Receiver<Arc<Current>>,
+    pub status: watch::Receiver<tidegate_dp::sync::SyncStatus>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -131,7 +132,7 @@ impl Running {
 }
 
 /// Starts the sync client with its cache in `cache_prefix`, dialling `addresses`
-/// through `connect`, plus the status API when `status_listen` is set.
+/// through `connect`.
 pub async fn start(
     settings: &Settings,
     cache_prefix: &std::path::Path,
@@ -157,25 +158,35 @@ pub async fn start(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let mut tasks = Vec::new();
-    if let Some(addr) = settings.status_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on status_listen {addr}"))?;
-        info!(%addr, "status API listening");
-        tasks.push(tokio::spawn(crate::status::serve(
-            listener,
-            config.clone(),
-            status,
-            stopped(stop.clone()),
-        )));
-    }
-    tasks.push(tokio::spawn(sync.run(stopped(stop))));
+    let tasks = vec![tokio::spawn(sync.run(stopped(stop)))];
     Ok(Running {
         node_id,
         config,
+        status,
         tasks,
     })
+}
+
+/// Serves `status_listen` when it is set.
+pub async fn serve_status(
+    settings: &Settings,
+    sources: Sources,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = settings.status_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on status_listen {addr}"))?;
+    info!(%addr, "status API listening");
+    Ok(Some(tokio::spawn(crate::status::serve(
+        listener,
+        sources,
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))))
 }
 
 /// `role = data_plane`.
@@ -193,13 +204,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &settings.prefix,
         settings.cluster.control_planes.clone(),
         connect,
-        stop_rx,
+        stop_rx.clone(),
     )
     .await?;
+    let sources = Sources {
+        dp: Some(DpSources::new(
+            running.config.clone(),
+            running.status.clone(),
+        )),
+        cp: None,
+    };
+    let status_server = serve_status(&settings, sources, stop_rx).await?;
     info!(node_id = %running.node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
     terminated().await;
     let _ = stop_tx.send(true);
     running.join().await;
+    if let Some(s) = status_server {
+        let _ = s.await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -200,6 +200,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
 
+    let sources = crate::status::Sources {
+        dp: in_process_dp
+            .as_ref()
+            .map(|dp| crate::status::DpSources::new(dp.config.clone(), dp.status.clone())),
+        cp: Some(node.clone()),
+    };
+    let status_server =
+        crate::data_plane::serve_status(&settings, sources, stop_rx.clone()).await?;
+
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", settings.admin_listen))?;
@@ -238,6 +247,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(f) = flusher {
         let _ = f.await;
+    }
+    if let Some(s) = status_server {
+        let _ = s.await;
     }
     raft.shutdown().await.ok();
     info!("stopped");
