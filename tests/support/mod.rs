@@ -169,6 +169,8 @@ pub struct Node {
     pub cluster: String,
     /// `status_listen`, when set.
     pub status: String,
+    /// `proxy_listen` (plain HTTP) of a DP or a traditional node.
+    pub proxy: String,
     pub raft: String,
     pub prefix: PathBuf,
     env: Vec<(String, String)>,
@@ -195,10 +197,16 @@ impl Node {
             .find(|(k, _)| k == "TIDEGATE_STATUS_LISTEN")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let proxy = env
+            .iter()
+            .find(|(k, _)| k == "TIDEGATE_PROXY_LISTEN")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
         let mut n = Node {
             id,
             cluster,
             status,
+            proxy,
             admin,
             raft,
             prefix,
@@ -222,6 +230,7 @@ impl Node {
             .arg("-p")
             .arg(&self.prefix)
             .env("TIDEGATE_ADMIN_LISTEN", &self.admin)
+            .env("TIDEGATE_PROXY_LISTEN", &self.proxy)
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
@@ -575,4 +584,80 @@ pub fn get_text(addr: &str, path: &str) -> Option<String> {
         return None;
     }
     Some(body.to_string())
+}
+
+/// A plain HTTP/1.1 upstream on 127.0.0.1 answering every request with
+/// `<name> <METHOD> <path> host=<Host>`; serves at most `max` connections, then stops.
+pub fn echo_upstream(name: &'static str, max: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(max) {
+            let Ok(mut s) = conn else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut buf = Vec::new();
+                let mut b = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let mut lines = head.lines();
+                let request = lines.next().unwrap_or_default();
+                let mut parts = request.split(' ');
+                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let host = lines
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let body = format!("{name} {method} {path} host={host}");
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// A proxied response: (status, headers with lower-cased names, body).
+pub type Proxied = (u16, Vec<(String, String)>, String);
+
+/// GET `path` through a proxy at `addr`.
+pub fn proxy_get(addr: &str, path: &str, host: &str) -> Option<Proxied> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, headers, body))
 }

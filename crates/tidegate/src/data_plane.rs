@@ -167,6 +167,56 @@ pub async fn start(
     })
 }
 
+/// Where a service with `tls_verify` and no `ca_certificates` finds its roots: Kong's
+/// `lua_ssl_trusted_certificate = system`.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Serves `proxy_listen` (unless `off`) with the config `config` holds, swapping as it
+/// changes; stops taking connections when `stop` turns true and lets requests in flight
+/// finish.
+pub async fn start_proxy(
+    settings: &Settings,
+    config: watch::Receiver<Arc<Current>>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if settings.proxy_listen.is_empty() {
+        info!("proxy_listen = off: not proxying");
+        return Ok(None);
+    }
+    let listeners = tidegate_proxy::bind(&settings.proxy_listen)
+        .await
+        .context("cannot listen on proxy_listen")?;
+    let options = tidegate_proxy::ProxyOptions {
+        request_id_seed: entropy()? as u64,
+        trusted_ca_pem: std::fs::read_to_string(SYSTEM_CA_BUNDLE).ok(),
+        ..Default::default()
+    };
+    let proxy = tidegate_proxy::Proxy::start(config, |c: &Arc<Current>| c.state.clone(), options)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the proxy cannot serve the starting config: {e}; remove the config cache \
+                 (or fix declarative_config) and let the control plane send a fresh one"
+            )
+        })?;
+    let addrs: Vec<String> = settings
+        .proxy_listen
+        .iter()
+        .map(|l| format!("{}{}", l.addr, if l.ssl { " ssl" } else { "" }))
+        .collect();
+    info!(listen = ?addrs, "proxy listening");
+    Ok(Some(tokio::spawn(async move {
+        let served = proxy
+            .serve(listeners, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            error!(error = %e, "the proxy stopped on an error");
+        }
+    })))
+}
+
 /// Serves `status_listen` when it is set.
 pub async fn serve_status(
     settings: &Settings,
@@ -214,13 +264,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )),
         cp: None,
     };
-    let status_server = serve_status(&settings, sources, stop_rx).await?;
+    let status_server = serve_status(&settings, sources, stop_rx.clone()).await?;
+    let proxy = start_proxy(&settings, running.config.clone(), stop_rx).await?;
     info!(node_id = %running.node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
     terminated().await;
     let _ = stop_tx.send(true);
     running.join().await;
     if let Some(s) = status_server {
         let _ = s.await;
+    }
+    if let Some(p) = proxy {
+        let _ = p.await;
     }
     info!("stopped");
     Ok(())

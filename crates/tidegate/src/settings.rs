@@ -80,6 +80,8 @@ pub struct Settings {
     pub plugins: Vec<String>,
     /// `status_listen`, None when `off`.
     pub status_listen: Option<SocketAddr>,
+    /// `proxy_listen`; empty when `off`. Used by `data_plane` and `traditional`.
+    pub proxy_listen: Vec<tidegate_proxy::Listen>,
 }
 
 /// The CP ↔ DP link (`cluster_*`).
@@ -357,7 +359,10 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
         "off" | "" => None,
         _ => Some(addr(values, "status_listen")?),
     };
+    let proxy_listen = tidegate_proxy::parse_proxy_listen(&values["proxy_listen"])
+        .map_err(|e| anyhow!("proxy_listen = '{}': {e}", values["proxy_listen"]))?;
     Ok(Settings {
+        proxy_listen,
         cluster,
         declarative_config: path("declarative_config"),
         plugins: plugin_names(&values["plugins"])?,

@@ -208,6 +208,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let status_server =
         crate::data_plane::serve_status(&settings, sources, stop_rx.clone()).await?;
+    let proxy = match &in_process_dp {
+        Some(dp) => {
+            crate::data_plane::start_proxy(&settings, dp.config.clone(), stop_rx.clone()).await?
+        }
+        None => None,
+    };
 
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
@@ -250,6 +256,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     if let Some(s) = status_server {
         let _ = s.await;
+    }
+    if let Some(p) = proxy {
+        let _ = p.await;
     }
     raft.shutdown().await.ok();
     info!("stopped");

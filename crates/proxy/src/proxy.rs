@@ -1,0 +1,744 @@
+//! One proxied request, in Kong's order:
+//!
+//! ```text
+//! request ─▶ router.find ─▶ protocol check (426 / redirect) ─▶ service ─▶ upstream URI,
+//!   Host and X-Forwarded-* ─▶ ┌ pick target (balancer) ─▶ connect (connect_timeout) ┐
+//!                              └──── retry on a failure before the request left ◀─┘
+//!   ─▶ response headers within read_timeout ─▶ Via, latency headers ─▶ client
+//! ```
+//!
+//! Every failure is a [`ProxyError`], turned into Kong's status and JSON body in
+//! [`error_response`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use tidegate_router::{Headers, Match, ProtocolCheck, RequestView, Scheme};
+use tokio::time::{timeout, Instant};
+
+use crate::balancer::{Balancer, HashOn, InFlight, Outcome};
+use crate::body::{self, ProxyBody, UpstreamBody};
+use crate::client::{Endpoint, Pool};
+use crate::config::{Live, ProxyConfig, ServiceInfo};
+use crate::error::ProxyError;
+use crate::options::{HeaderNaming, ProxyOptions};
+
+/// Shared by every connection of a proxy.
+pub struct Inner {
+    pub live: Arc<Live>,
+    pub pool: Arc<Pool>,
+    pub options: ProxyOptions,
+    pub ids: RequestIds,
+}
+
+/// What the request path knows about the connection a request came on.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    pub sni: Option<String>,
+}
+
+/// Kong's request ids: 32 hex digits, unique per process. Derived from a seed the
+/// caller supplies (no hidden randomness) and a counter, through a bijection.
+pub struct RequestIds {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new(seed: u64) -> Self {
+        RequestIds {
+            seed,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let a = splitmix(self.seed ^ n);
+        let b = splitmix(a ^ self.seed.rotate_left(17));
+        format!("{a:016x}{b:016x}")
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1, plus the
+/// legacy ones nginx drops).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
+/// The service function: never fails, every error becomes Kong's response.
+pub async fn handle(
+    inner: Arc<Inner>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let config = inner.live.load();
+    let request_id = inner.ids.next();
+    let cx = Cx {
+        inner: &inner,
+        config: &config,
+        conn: &conn,
+        request_id: &request_id,
+        start,
+    };
+    let mut resp = match cx.proxy(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, source = ?e.source(), request_id, "request failed");
+            match e {
+                ProxyError::GrpcsRequired => grpcs_required(),
+                e => cx.exit(e.status(), Some(e.message())),
+            }
+        }
+    };
+    let names = inner.options.header_naming;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(names.request_id(), v);
+    }
+    Ok(resp)
+}
+
+struct Cx<'a> {
+    inner: &'a Arc<Inner>,
+    config: &'a ProxyConfig,
+    conn: &'a ConnInfo,
+    request_id: &'a str,
+    start: Instant,
+}
+
+/// An upstream's answer and what the response path needs about how it came.
+struct Sent {
+    resp: Response<Incoming>,
+    in_flight: Option<InFlight>,
+    upstream_latency: Duration,
+    proxy_latency: Duration,
+}
+
+struct HeaderView<'a>(&'a HeaderMap);
+
+impl Headers for HeaderView<'_> {
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.0
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(&mut *pred))
+    }
+}
+
+impl Cx<'_> {
+    async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = request_host(&req).map(str::to_string);
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        let matched = {
+            let view = RequestView {
+                method: req.method().as_str(),
+                host: host.as_deref(),
+                path: &target,
+                headers: &HeaderView(req.headers()),
+                sni: self.conn.sni.as_deref(),
+                scheme: if self.conn.tls {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                },
+            };
+            self.config.router.find(&view)
+        };
+        let m = matched.ok_or(ProxyError::NoRoute)?;
+        match m.protocol_check(self.conn.tls) {
+            ProtocolCheck::Proceed => {}
+            ProtocolCheck::HttpsRequired { status } => {
+                return Ok(self.https_required(status, host.as_deref(), &target, req.version()))
+            }
+            ProtocolCheck::GrpcsRequired => return Err(ProxyError::GrpcsRequired),
+        }
+        let service = m
+            .route
+            .service_id
+            .and_then(|id| self.config.services.get(&id))
+            .ok_or(ProxyError::NoService)?
+            .clone();
+
+        let limits = &self.inner.options;
+        if let Some(limit) = limits.max_request_body {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+
+        // An upgrade (websocket) is passed through once the upstream agrees.
+        let upgrade = is_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let path = tidegate_router::upstream_path(&m, service.path.as_deref());
+        let query = req.uri().query().map(str::to_string);
+        let mut path_and_query = escape_path(&path);
+        if let Some(q) = &query {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let (mut parts, incoming) = req.into_parts();
+        let mut set_cookie = None;
+        let hash = service
+            .balancer
+            .as_ref()
+            .filter(|b| b.uses_hash())
+            .and_then(|b| self.hash_value(b, &parts, &m, query.as_deref(), &mut set_cookie));
+        self.forwarded_headers(&mut parts.headers, host.as_deref(), &target, &m);
+        strip_hop_by_hop(&mut parts.headers, upgrade);
+        let body = match limits.max_request_body {
+            Some(limit) => Limited::new(incoming, limit as usize)
+                .map_err(body::BoxError::from)
+                .boxed_unsync(),
+            None => body::incoming(incoming),
+        };
+        let mut outbound = Request::from_parts(parts, body);
+        if upgrade {
+            let h = outbound.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let preserve = m.route.preserve_host.then_some(host.as_deref()).flatten();
+        let Sent {
+            mut resp,
+            in_flight,
+            upstream_latency,
+            proxy_latency,
+        } = self
+            .send_with_retries(
+                &service,
+                outbound,
+                &path_and_query,
+                preserve,
+                hash.as_deref(),
+            )
+            .await?;
+
+        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                let (Ok(up), Ok(down)) = (upstream.await, client.await) else {
+                    return;
+                };
+                let (mut up, mut down) = (TokioIo::new(up), TokioIo::new(down));
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                drop(in_flight);
+            });
+            let (mut parts, _) = resp.into_parts();
+            self.response_headers(&mut parts.headers, upstream_latency, proxy_latency);
+            return Ok(Response::from_parts(parts, body::empty()));
+        }
+
+        let (mut parts, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        self.response_headers(&mut parts.headers, upstream_latency, proxy_latency);
+        if let Some(cookie) = set_cookie {
+            parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        let body = UpstreamBody::new(incoming, service.read_timeout, in_flight).boxed_unsync();
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Picks a target and sends, retrying (up to `service.retries` more times) on
+    /// failures that happened before the request was written.
+    async fn send_with_retries(
+        &self,
+        service: &Arc<ServiceInfo>,
+        mut req: Request<ProxyBody>,
+        path_and_query: &str,
+        preserve_host: Option<&str>,
+        hash: Option<&str>,
+    ) -> Result<Sent, ProxyError> {
+        let tries = service.retries.saturating_add(1);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (host, port, target) = match &service.balancer {
+                Some(b) => {
+                    let i = b.pick(hash, &tried).ok_or(ProxyError::NoPeer)?;
+                    tried.push(i);
+                    let t = &b.targets[i];
+                    (t.host.as_str(), t.port, Some((b, i)))
+                }
+                None => (service.host.as_str(), service.port, None),
+            };
+            let upstream_host = match (preserve_host, target) {
+                (Some(h), _) => h.to_string(),
+                (None, Some((b, _))) => match &b.upstream.host_header {
+                    Some(h) => h.clone(),
+                    None => host_port(host, port, service.protocol.is_tls()),
+                },
+                (None, None) => host_port(host, port, service.protocol.is_tls()),
+            };
+            let sni = strip_port(&upstream_host).to_string();
+            let ep = Endpoint {
+                host,
+                port,
+                tls: service.tls.as_ref().map(|(c, k)| (c, *k, sni.as_str())),
+                h2: service.protocol.is_h2(),
+                connect_timeout: service.connect_timeout,
+            };
+            if let Ok(v) = HeaderValue::from_str(&upstream_host) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+            let uri = if ep.h2 {
+                format!(
+                    "{}://{}{}",
+                    service.protocol.scheme(),
+                    upstream_host,
+                    path_and_query
+                )
+            } else {
+                path_and_query.to_string()
+            };
+            *req.uri_mut() = uri
+                .parse::<Uri>()
+                .map_err(|_| ProxyError::BadUpstreamUri(uri.clone()))?;
+            *req.version_mut() = if ep.h2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+
+            let in_flight = target.map(|(b, i)| b.start(i));
+            let sent_at = Instant::now();
+            match self.send_once(&ep, req, service.read_timeout).await {
+                Ok(resp) => {
+                    if let Some((b, i)) = target {
+                        b.report_passive(i, Outcome::Status(resp.status().as_u16()));
+                    }
+                    let upstream_latency = sent_at.elapsed();
+                    let proxy_latency = sent_at - self.start;
+                    return Ok(Sent {
+                        resp,
+                        in_flight,
+                        upstream_latency,
+                        proxy_latency,
+                    });
+                }
+                Err((e, back)) => {
+                    if let Some((b, i)) = target {
+                        match &e {
+                            ProxyError::ConnectTimeout { .. } | ProxyError::ReadTimeout => {
+                                b.report_passive(i, Outcome::Timeout)
+                            }
+                            _ => b.report_passive(i, Outcome::TcpFailure),
+                        }
+                    }
+                    tracing::debug!(error = %e, attempt, "upstream attempt failed");
+                    match back {
+                        Some(r) if e.retryable() && attempt < tries => req = r,
+                        _ => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt: a pooled connection (and, when it turns out closed before the
+    /// request was written, one fresh connection), then the response headers within
+    /// `read_timeout`. The request comes back when it was never written.
+    async fn send_once(
+        &self,
+        ep: &Endpoint<'_>,
+        req: Request<ProxyBody>,
+        read_timeout: Duration,
+    ) -> Result<Response<Incoming>, (ProxyError, Option<Request<ProxyBody>>)> {
+        let pool = &self.inner.pool;
+        let conn = match pool.checkout(ep).await {
+            Ok(c) => c,
+            Err(e) => return Err((e, Some(req))),
+        };
+        let reused = conn.reused;
+        let first = timeout(read_timeout, pool.send(conn, req)).await;
+        let failure = match first {
+            Err(_) => return Err((ProxyError::ReadTimeout, None)),
+            Ok(Ok(resp)) => return Ok(resp),
+            Ok(Err(f)) => f,
+        };
+        let req = match (failure.request, reused) {
+            (Some(req), true) => req,
+            (back, _) => return Err((ProxyError::Upstream(failure.error), back)),
+        };
+        let conn = match pool.connect_new(ep).await {
+            Ok(c) => c,
+            Err(e) => return Err((e, Some(req))),
+        };
+        match timeout(read_timeout, pool.send(conn, req)).await {
+            Err(_) => Err((ProxyError::ReadTimeout, None)),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(f)) => Err((ProxyError::Upstream(f.error), f.request)),
+        }
+    }
+
+    /// The value consistent hashing keys on: `hash_on`, else `hash_fallback`. A
+    /// missing cookie is made up and set on the response, as Kong does.
+    fn hash_value(
+        &self,
+        b: &Balancer,
+        parts: &hyper::http::request::Parts,
+        m: &Match<'_>,
+        query: Option<&str>,
+        set_cookie: &mut Option<HeaderValue>,
+    ) -> Option<String> {
+        let value = |on: &HashOn, set_cookie: &mut Option<HeaderValue>| -> Option<String> {
+            match on {
+                HashOn::None | HashOn::Consumer => None,
+                HashOn::Ip => Some(self.conn.peer.ip().to_string()),
+                HashOn::Header(name) => {
+                    let vals: Vec<&str> = parts
+                        .headers
+                        .get_all(name.as_str())
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect();
+                    (!vals.is_empty()).then(|| vals.join(","))
+                }
+                HashOn::Cookie { name, path } => {
+                    let found = parts
+                        .headers
+                        .get_all(header::COOKIE)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .flat_map(|v| v.split(';'))
+                        .filter_map(|kv| kv.trim().split_once('='))
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.to_string());
+                    found.or_else(|| {
+                        let made = self.inner.ids.next();
+                        *set_cookie =
+                            HeaderValue::from_str(&format!("{name}={made}; Path={path}")).ok();
+                        Some(made)
+                    })
+                }
+                HashOn::Path => Some(m.path.clone()),
+                HashOn::QueryArg(name) => query?
+                    .split('&')
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        (k == name).then(|| v.to_string())
+                    })
+                    .next(),
+                HashOn::UriCapture(name) => {
+                    let caps = m.captures.as_ref()?;
+                    match name.parse::<usize>() {
+                        Ok(n) => caps.numbered.get(n).cloned().flatten(),
+                        Err(_) => caps.name(name).map(str::to_string),
+                    }
+                }
+            }
+        };
+        value(&b.hash_on, set_cookie)
+            .filter(|v| !v.is_empty())
+            .or_else(|| value(&b.hash_fallback, set_cookie))
+    }
+
+    /// `X-Real-IP` and `X-Forwarded-*` as Kong sets them for a client that is not a
+    /// trusted proxy: the client's own values are replaced, except `X-Forwarded-For`,
+    /// which gets the client address appended (nginx's `$proxy_add_x_forwarded_for`).
+    fn forwarded_headers(
+        &self,
+        h: &mut HeaderMap,
+        host: Option<&str>,
+        target: &str,
+        m: &Match<'_>,
+    ) {
+        let ip = self.conn.peer.ip().to_string();
+        let xff = {
+            let prior: Vec<&str> = h
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if prior.is_empty() {
+                ip.clone()
+            } else {
+                format!("{}, {ip}", prior.join(", "))
+            }
+        };
+        let set = |h: &mut HeaderMap, name: HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        };
+        set(h, X_REAL_IP, &ip);
+        set(h, X_FORWARDED_FOR, &xff);
+        set(
+            h,
+            X_FORWARDED_PROTO,
+            if self.conn.tls { "https" } else { "http" },
+        );
+        match host {
+            Some(hst) => set(h, X_FORWARDED_HOST, strip_port(hst)),
+            None => {
+                h.remove(&X_FORWARDED_HOST);
+            }
+        }
+        set(h, X_FORWARDED_PORT, &self.conn.local.port().to_string());
+        set(h, X_FORWARDED_PATH, target.split('?').next().unwrap_or("/"));
+        match m.prefix.as_deref().filter(|p| !p.is_empty() && *p != "/") {
+            Some(p) => set(h, X_FORWARDED_PREFIX, p),
+            None => {
+                h.remove(&X_FORWARDED_PREFIX);
+            }
+        }
+    }
+
+    fn response_headers(&self, h: &mut HeaderMap, upstream: Duration, proxy: Duration) {
+        let o = &self.inner.options;
+        if o.server_tokens {
+            let via = format!("1.1 {}", crate::SERVER_TOKEN);
+            let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
+                Some(prior) => format!("{prior}, {via}"),
+                None => via,
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::VIA, v);
+            }
+        }
+        if o.latency_tokens {
+            let names = o.header_naming;
+            h.insert(names.upstream_latency(), millis(upstream));
+            h.insert(names.proxy_latency(), millis(proxy));
+        }
+    }
+
+    /// A response the proxy produces itself (Kong's `kong.response.exit`).
+    fn exit(&self, status: StatusCode, message: Option<&str>) -> Response<ProxyBody> {
+        let mut resp = match message {
+            Some(msg) => {
+                let json = serde_json::json!({"message": msg, "request_id": self.request_id});
+                let mut r = Response::new(body::full(format!("{json}\n")));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
+                r
+            }
+            None => Response::new(body::empty()),
+        };
+        *resp.status_mut() = status;
+        let o = &self.inner.options;
+        if o.server_tokens {
+            resp.headers_mut().insert(
+                header::SERVER,
+                HeaderValue::from_static(crate::SERVER_TOKEN),
+            );
+        }
+        if o.latency_tokens {
+            resp.headers_mut().insert(
+                o.header_naming.response_latency(),
+                millis(self.start.elapsed()),
+            );
+        }
+        resp
+    }
+
+    fn https_required(
+        &self,
+        status: u16,
+        host: Option<&str>,
+        target: &str,
+        version: Version,
+    ) -> Response<ProxyBody> {
+        if status == 426 {
+            let mut r = self.exit(
+                StatusCode::UPGRADE_REQUIRED,
+                Some("Please use HTTPS protocol"),
+            );
+            if version == Version::HTTP_11 {
+                let h = r.headers_mut();
+                h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+                h.insert(
+                    header::UPGRADE,
+                    HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+                );
+            }
+            return r;
+        }
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::UPGRADE_REQUIRED);
+        let mut r = self.exit(code, None);
+        let location = format!("https://{}{}", strip_port(host.unwrap_or("")), target);
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    }
+}
+
+/// Kong's answer to a plain-text gRPC request on a grpcs-only route.
+fn grpcs_required() -> Response<ProxyBody> {
+    let mut r = Response::new(body::empty());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from_static("1"));
+    h.insert(
+        "grpc-message",
+        HeaderValue::from_static("gRPC request matched gRPCs route"),
+    );
+    r
+}
+
+fn millis(d: Duration) -> HeaderValue {
+    HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The Host the client asked for: the `Host` header, else the URI's authority (HTTP/2's
+/// `:authority`, or an absolute-form request target).
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names. `TE: trailers`
+/// stays (gRPC needs it); `Upgrade` stays on an upgrade.
+fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let keep_te = h
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
+    for name in named {
+        if upgrade && name == header::UPGRADE {
+            continue;
+        }
+        h.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        if (upgrade && *name == header::UPGRADE) || (keep_te && *name == header::TE) {
+            continue;
+        }
+        h.remove(name);
+    }
+}
+
+/// `host:port`, the port left out when it is the scheme's default (Kong's
+/// `set_host_header`).
+fn host_port(host: &str, port: u16, tls: bool) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if (port == 80 && !tls) || (port == 443 && tls) {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    }
+}
+
+/// Kong's `escape` of the upstream URI: the router normalised the path (decoding
+/// unreserved escapes), so bytes that may not appear in a path are escaped again.
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl HeaderNaming {
+    fn upstream_latency(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            HeaderNaming::Tidegate => "x-tidegate-upstream-latency",
+            HeaderNaming::Kong => "x-kong-upstream-latency",
+        })
+    }
+    fn proxy_latency(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            HeaderNaming::Tidegate => "x-tidegate-proxy-latency",
+            HeaderNaming::Kong => "x-kong-proxy-latency",
+        })
+    }
+    fn response_latency(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            HeaderNaming::Tidegate => "x-tidegate-response-latency",
+            HeaderNaming::Kong => "x-kong-response-latency",
+        })
+    }
+    fn request_id(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            HeaderNaming::Tidegate => "x-tidegate-request-id",
+            HeaderNaming::Kong => "x-kong-request-id",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,51 @@
+use super::*;
+
+#[test]
+fn host_port_leaves_out_default_ports() {
+    assert_eq!(host_port("a.com", 80, false), "a.com");
+    assert_eq!(host_port("a.com", 443, false), "a.com:443");
+    assert_eq!(host_port("a.com", 443, true), "a.com");
+    assert_eq!(host_port("::1", 8000, false), "[::1]:8000");
+}
+
+#[test]
+fn strip_port_handles_ipv6() {
+    assert_eq!(strip_port("a.com:8000"), "a.com");
+    assert_eq!(strip_port("a.com"), "a.com");
+    assert_eq!(strip_port("[::1]:80"), "::1");
+    assert_eq!(strip_port("::1"), "::1");
+}
+
+#[test]
+fn escape_path_reescapes_what_normalisation_decoded() {
+    assert_eq!(escape_path("/a b/%2F/ü"), "/a%20b/%2F/%C3%BC");
+    assert_eq!(escape_path("/x;y=1/@:"), "/x;y=1/@:");
+}
+
+#[test]
+fn hop_by_hop_headers_go() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONNECTION,
+        HeaderValue::from_static("close, x-secret"),
+    );
+    h.insert("x-secret", HeaderValue::from_static("1"));
+    h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    h.insert(header::TE, HeaderValue::from_static("trailers"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert("x-kept", HeaderValue::from_static("1"));
+    strip_hop_by_hop(&mut h, false);
+    let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, vec!["te", "x-kept"]);
+}
+
+#[test]
+fn request_ids_are_32_hex_and_distinct() {
+    let ids = RequestIds::new(42);
+    let a = ids.next();
+    let b = ids.next();
+    assert_eq!(a.len(), 32);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, b);
+    assert_eq!(RequestIds::new(42).next(), a, "same seed, same sequence");
+}
