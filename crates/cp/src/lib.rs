@@ -14,6 +14,8 @@ pub mod admin;
 mod backend;
 pub mod compat;
 pub mod node;
+#[doc(hidden)]
+pub mod planted;
 pub mod sync;
 
 pub use backend::{

@@ -12,12 +12,16 @@
 //! ```
 
 pub mod cache;
+#[doc(hidden)]
+pub mod planted;
+pub mod store;
 pub mod sync;
 
 pub use cache::{
     decode_file, encode_file, read_file, write_file, Cache, CacheError, CacheFile, Corruption,
     Loaded, CACHE_FILE, DEFAULT_MAX_BYTES, FILE_FORMAT, MAGIC, NODE_ID_FILE, PREVIOUS_FILE,
 };
+pub use store::{ConfigStore, DiskStore, StoreFuture};
 pub use sync::{
     plaintext_connect, Backoff, Connect, Current, DpSync, HelloInfo, SyncSettings, SyncStatus,
 };

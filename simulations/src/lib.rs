@@ -1,0 +1,220 @@
+//! # tidegate-sim: deterministic simulation of CPs and DPs
+//!
+//! Runs the real control-plane and data-plane code — openraft with the real state
+//! machine, the Raft link over tonic with mutual TLS, the real write path
+//! (`RaftNode::write`, followers forwarding to the leader), the real DP sync service and
+//! the real DP sync client — on turmoil's simulated network and clock, with simulated
+//! disks that lose un-synced writes on a crash. One seed decides everything: the
+//! topology (3–5 CPs, 5–7 DPs of various versions and plugin sets), the fault schedule
+//! and the admin workload; the same seed replays the same history bit for bit (the
+//! trace hash says so).
+//!
+//! ```text
+//!  seed ─▶ Scenario ─▶ turmoil hosts cp1..cpN (Raft, sync service)   dp1..dpM (DpSync)
+//!              │            ▲ admin attempts (Backend::write)           │ config watch
+//!              │            │                                           ▼
+//!              └─▶ Runner: faults + clients between steps ─▶ checkers (src/invariants/)
+//! ```
+//!
+//! ## Run
+//!
+//! ```text
+//! cargo run -p tidegate-sim --release -- --seeds 0..1000     # a range, one line per seed
+//! cargo run -p tidegate-sim --release -- --seed 42 --trace   # one seed, with its event trace
+//! cargo run -p tidegate-sim --release -- --seeds 0..200 --planted forget-request-ids
+//! ```
+//!
+//! Each seed of a range runs in a fresh child process, `--jobs` at a time (default: one
+//! per CPU), and prints one line (`ok`/`FAIL`, its trace hash, topology, operations,
+//! final config version, time to converge). A failing seed prints its violations and the
+//! command that reproduces it; the exit status is 1 when any seed failed. `--fail-fast`
+//! stops at the first failure.
+//!
+//! Why child processes: a seed replays bit for bit from a fresh process (same trace hash
+//! in debug and release builds), but not always after other seeds ran in the same
+//! process — some state below the simulator (not found yet: suspects are heap-address
+//! dependent ordering in a dependency) survives a run. `--seed N --repeat 2` shows it.
+//!
+//! **Long-run mode**: `--seeds 0..` (no end) runs seeds until interrupted, printing a
+//! summary line every 100 seeds and every failure as it is found; start from another
+//! point for fresh histories, e.g. `--seeds $(date +%s)..`.
+//!
+//! Measured on the 2-core dev machine: a seed is 40–90 s of simulated time, ~0.7 s of
+//! wall time in release and ~8 s in debug; 300 seeds take about 4.5 minutes in release
+//! with `--jobs 2`.
+//!
+//! ## What happens in a seed
+//!
+//! 1. Boot: the CPs form a group; a leader is elected (≤ 10 s simulated).
+//! 2. Chaos (25–40 s): admin clients send operations of every `Op` kind to random CPs
+//!    (retrying with the same request id on failure, and sometimes re-sending after an
+//!    answer as if it were lost); faults fire: splits, an isolated leader, one-way
+//!    partitions, link flaps, slow links, CP and DP crashes with restarts, a power loss
+//!    of every CP, DPs cut off from every CP.
+//! 3. Heal: every fault ends; in-flight operations drain.
+//! 4. Convergence: within [`sim::CONVERGENCE_BOUND`] the CPs agree, every compatible DP
+//!    serves their config, every CP lists every DP truthfully.
+//! 5. Final checks over the admin history and the committed log.
+//!
+//! The invariants, one file each under `src/invariants/`: `acked_writes`,
+//! `linearizable` (the committed log replayed through a fresh state machine explains
+//! every answer and respects real time; exactly-once under retries), `dp_version`
+//! (never backwards, never a state the cluster did not have), `convergence`,
+//! `incompatible`, `cut_off`, `data_planes`; plus `no_crash` and `liveness`.
+//!
+//! ## Planted bugs
+//!
+//! [`Planted`] arms bugs that production cannot turn on: the switches in `tidegate-state`,
+//! `tidegate-cp` and `tidegate-dp` exist only with their `planted` feature (which only
+//! this crate enables) and are thread-locals that start off; the early-ack log store is
+//! this crate's own. `tests/planted.rs` proves each is caught within a few hundred seeds.
+//!
+//! ## What is simulated differently from production
+//!
+//! - Admin requests call `Backend::write` on the CP directly (the HTTP layer is tested
+//!   in `crates/cp`); the client → CP hop has no network faults of its own, but a CP
+//!   crash loses the request and a slow answer times the client out.
+//! - The DP sync runs without TLS (the Raft link runs mutual TLS, with Ed25519
+//!   certificates made once per process).
+//! - Stores: the CP log store here models fsync latency and crash loss over
+//!   `tidegate_raft::StateMachine`; the sled store is tested by openraft's suite.
+
+pub mod cp;
+pub mod dp;
+pub mod history;
+pub mod invariants;
+pub mod net;
+pub mod scenario;
+pub mod sim;
+pub mod store;
+pub mod tls;
+pub mod workload;
+
+pub use invariants::Violation;
+pub use sim::{SeedReport, Stats};
+
+/// Bugs to plant, for proving that the simulator catches them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planted {
+    /// The CP log store acknowledges an append before it is durable.
+    pub early_ack: bool,
+    /// The state machine forgets request-id de-duplication.
+    pub forget_request_ids: bool,
+    /// The CP pushes config to DPs without the plugin check.
+    pub skip_plugin_check: bool,
+    /// The DP serves a config before its cache store is durable.
+    pub publish_before_store: bool,
+}
+
+impl Planted {
+    pub const NAMES: [&'static str; 4] = [
+        "early-ack",
+        "forget-request-ids",
+        "skip-plugin-check",
+        "publish-before-store",
+    ];
+
+    pub fn parse(names: &str) -> Result<Planted, String> {
+        let mut p = Planted::default();
+        for n in names.split(',').filter(|n| !n.is_empty()) {
+            match n {
+                "early-ack" => p.early_ack = true,
+                "forget-request-ids" => p.forget_request_ids = true,
+                "skip-plugin-check" => p.skip_plugin_check = true,
+                "publish-before-store" => p.publish_before_store = true,
+                other => {
+                    return Err(format!(
+                        "unknown planted bug {other:?}; known: {}",
+                        Planted::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [
+            self.early_ack,
+            self.forget_request_ids,
+            self.skip_plugin_check,
+            self.publish_before_store,
+        ];
+        Planted::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn arm(&self) {
+        tidegate_state::planted::set_forget_request_ids(self.forget_request_ids);
+        tidegate_cp::planted::set_skip_plugin_check(self.skip_plugin_check);
+        tidegate_dp::planted::set_publish_before_store(self.publish_before_store);
+    }
+}
+
+/// Disarms the state machine's planted bug while the checker replays the log (the
+/// reference must be the correct machine), re-arming it after.
+pub(crate) struct Disarm {
+    forget_request_ids: bool,
+}
+
+impl Disarm {
+    pub(crate) fn state() -> Disarm {
+        let was = ARMED.with(|a| a.get().forget_request_ids);
+        tidegate_state::planted::set_forget_request_ids(false);
+        Disarm {
+            forget_request_ids: was,
+        }
+    }
+}
+
+impl Drop for Disarm {
+    fn drop(&mut self) {
+        tidegate_state::planted::set_forget_request_ids(self.forget_request_ids);
+    }
+}
+
+thread_local! {
+    static ARMED: std::cell::Cell<Planted> = const { std::cell::Cell::new(Planted {
+        early_ack: false,
+        forget_request_ids: false,
+        skip_plugin_check: false,
+        publish_before_store: false,
+    }) };
+}
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub planted: Planted,
+    /// Keep the event trace lines in the report.
+    pub keep_trace: bool,
+}
+
+/// Runs one seed on this thread. Deterministic: the same seed and options give the same
+/// report and trace hash.
+pub fn run_seed(seed: u64, options: &Options) -> (SeedReport, Option<Vec<String>>) {
+    // Made before the world: keys come from the OS, once per process.
+    let _ = tls::raft_tls();
+    tidegate_raft::seed_thread_rng(seed);
+    ARMED.with(|a| a.set(options.planted));
+    options.planted.arm();
+    let runner = sim::Runner::new(seed, &options.planted, options.keep_trace);
+    let (report, lines) = runner.run_with_trace();
+    Planted::default().arm();
+    ARMED.with(|a| a.set(Planted::default()));
+    (report, lines)
+}
+
+/// The command that reproduces a seed.
+pub fn repro_command(seed: u64, planted: &Planted) -> String {
+    let mut cmd = format!("cargo run -p tidegate-sim --release -- --seed {seed} --trace");
+    let names = planted.names();
+    if !names.is_empty() {
+        cmd.push_str(&format!(" --planted {}", names.join(",")));
+    }
+    cmd
+}
