@@ -11,6 +11,28 @@ use support::{echo_upstream, proxy_get, wait_for, Cluster, Node};
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// A `traditional` node in `dir`, once its Admin API answers.
+fn traditional(dir: &std::path::Path) -> Node {
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let node = Node::spawn(1, dir.join("t"), Vec::new(), admin, String::new());
+    wait_for("the Admin API", LONG, || {
+        node.get("/status").filter(|r| r.status == 200)
+    });
+    node
+}
+
+/// Creates service `name` for `url` and one route on it with `route` (a JSON object).
+fn service_with_route(cp: &Node, name: &str, url: &str, route: serde_json::Value) {
+    let svc = cp
+        .post("/services", &json!({"name": name, "url": url}))
+        .unwrap();
+    assert_eq!(svc.status, 201, "{}", svc.body);
+    let r = cp
+        .post(&format!("/services/{name}/routes"), &route)
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -19,31 +41,19 @@ fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
 fn traditional_proxies_what_its_admin_api_configures() {
     let upstream = echo_upstream("alpha", 1_000);
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let node = Node::spawn(1, dir.path().join("t"), Vec::new(), admin, String::new());
-    wait_for("the Admin API", LONG, || {
-        node.get("/status").filter(|r| r.status == 200)
-    });
+    let node = traditional(dir.path());
     // Nothing configured: Kong's 404.
     let (status, _, body) = wait_for("the proxy", LONG, || proxy_get(&node.proxy, "/x", "a.test"));
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["message"], "no Route matched with those values");
 
-    let svc = node
-        .post(
-            "/services",
-            &json!({"name": "echo", "url": format!("http://{upstream}/base")}),
-        )
-        .unwrap();
-    assert_eq!(svc.status, 201, "{}", svc.body);
-    let route = node
-        .post(
-            "/services/echo/routes",
-            &json!({"name": "r", "paths": ["/echo"]}),
-        )
-        .unwrap();
-    assert_eq!(route.status, 201, "{}", route.body);
+    service_with_route(
+        &node,
+        "echo",
+        &format!("http://{upstream}/base"),
+        json!({"name": "r", "paths": ["/echo"]}),
+    );
     let (status, headers, body) = wait_for("the route to be served", LONG, || {
         proxy_get(&node.proxy, "/echo/hello?q=1", "client.test").filter(|r| r.0 == 200)
     });
@@ -77,21 +87,12 @@ fn a_dp_keeps_proxying_with_every_cp_down_and_after_a_restart() {
     let mut c = Cluster::start(1);
     c.wait_leader(LONG);
     c.start_dp(1, &[1], &[]);
-    let cp = c.node(1);
-    let svc = cp
-        .post(
-            "/services",
-            &json!({"name": "o", "url": format!("http://{upstream}")}),
-        )
-        .unwrap();
-    assert_eq!(svc.status, 201);
-    let r = cp
-        .post(
-            "/services/o/routes",
-            &json!({"name": "r", "hosts": ["api.test"]}),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201);
+    service_with_route(
+        c.node(1),
+        "o",
+        &format!("http://{upstream}"),
+        json!({"name": "r", "hosts": ["api.test"]}),
+    );
     let through =
         |c: &Cluster| proxy_get(&c.dp(1).proxy, "/v1/items", "api.test").filter(|r| r.0 == 200);
     wait_for("the DP to proxy", LONG, || through(&c));
@@ -179,25 +180,13 @@ fn proxies_to_a_real_nginx() {
         std::net::TcpStream::connect(&upstream).ok()
     });
 
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let node = Node::spawn(1, dir.path().join("t"), Vec::new(), admin, String::new());
-    wait_for("the Admin API", LONG, || {
-        node.get("/status").filter(|r| r.status == 200)
-    });
-    let svc = node
-        .post(
-            "/services",
-            &json!({"name": "n", "url": format!("http://{upstream}/api")}),
-        )
-        .unwrap();
-    assert_eq!(svc.status, 201, "{}", svc.body);
-    let r = node
-        .post(
-            "/services/n/routes",
-            &json!({"name": "r", "paths": ["/shop"], "preserve_host": true}),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.body);
+    let node = traditional(dir.path());
+    service_with_route(
+        &node,
+        "n",
+        &format!("http://{upstream}/api"),
+        json!({"name": "r", "paths": ["/shop"], "preserve_host": true}),
+    );
     let (_, headers, body) = wait_for("the request through nginx", LONG, || {
         proxy_get(&node.proxy, "/shop/items?id=7", "shop.test").filter(|r| r.0 == 200)
     });
@@ -235,25 +224,13 @@ fn config_swaps_under_load_drop_nothing() {
     let alpha = echo_upstream("alpha", 10_000);
     let beta = echo_upstream("beta", 10_000);
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", support::free_port());
-    let node = Node::spawn(1, dir.path().join("t"), Vec::new(), admin, String::new());
-    wait_for("the Admin API", LONG, || {
-        node.get("/status").filter(|r| r.status == 200)
-    });
-    let svc = node
-        .post(
-            "/services",
-            &json!({"name": "s", "url": format!("http://{alpha}")}),
-        )
-        .unwrap();
-    assert_eq!(svc.status, 201);
-    let r = node
-        .post(
-            "/services/s/routes",
-            &json!({"name": "r", "paths": ["/swap"]}),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201);
+    let node = traditional(dir.path());
+    service_with_route(
+        &node,
+        "s",
+        &format!("http://{alpha}"),
+        json!({"name": "r", "paths": ["/swap"]}),
+    );
     wait_for("the route", LONG, || {
         proxy_get(&node.proxy, "/swap/x", "swap.test").filter(|r| r.0 == 200)
     });
