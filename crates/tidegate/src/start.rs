@@ -18,7 +18,6 @@ use tidegate_raft::Raft;
 use tidegate_tls::ClusterTls;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
-use uuid::Uuid;
 
 use crate::settings::{Role, Settings};
 
@@ -26,12 +25,8 @@ use crate::settings::{Role, Settings};
 pub struct SystemClock;
 
 impl SystemClock {
-    #[allow(clippy::disallowed_methods)]
     pub fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        crate::config_cmd::unix_now()
     }
 }
 
@@ -42,7 +37,7 @@ impl Clock for SystemClock {
 }
 
 /// The operating system's random source.
-pub struct OsEntropy(pub SystemRandom);
+struct OsEntropy(SystemRandom);
 
 impl Entropy for OsEntropy {
     fn next_u128(&self) -> u128 {
@@ -69,24 +64,6 @@ fn read_tls(settings: &Settings) -> anyhow::Result<Option<RaftTls>> {
     }))
 }
 
-/// The node id reported in `GET /`, generated once and kept in the prefix.
-fn node_uuid(prefix: &std::path::Path, entropy: &OsEntropy) -> anyhow::Result<Uuid> {
-    let path = prefix.join("node_id");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Ok(id) = Uuid::parse_str(text.trim()) {
-            return Ok(id);
-        }
-        bail!(
-            "{} does not hold a UUID; remove it to generate a new node id",
-            path.display()
-        );
-    }
-    let id = uuid::Builder::from_random_bytes(entropy.next_u128().to_be_bytes()).into_uuid();
-    std::fs::write(&path, format!("{id}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(id)
-}
-
 /// Resolves when SIGTERM or SIGINT arrives.
 pub async fn terminated() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -106,7 +83,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.prefix)
         .with_context(|| format!("cannot create prefix {}", settings.prefix.display()))?;
     let entropy = OsEntropy(SystemRandom::new());
-    let node_uuid = node_uuid(&settings.prefix, &entropy)?;
+    // The same `prefix/node_id` file (and code) a DP keeps its id in.
+    let node_uuid = tidegate_dp::Cache::open(&settings.prefix)?
+        .node_id(|| entropy.next_u128().to_be_bytes())?;
 
     let raft_dir = settings.prefix.join("raft");
     let (log, sm) = tidegate_raft::open_sled(&raft_dir).map_err(|e| {
