@@ -40,8 +40,9 @@
 //! point for fresh histories, e.g. `--seeds $(date +%s)..`.
 //!
 //! Measured on the 2-core dev machine: a seed is 40–90 s of simulated time, ~0.7 s of
-//! wall time in release and ~8 s in debug; 300 seeds take about 4.5 minutes in release
-//! with `--jobs 2`.
+//! wall time in release and ~1.8 s in the dev profile (dependencies optimised, see the
+//! workspace Cargo.toml); 200 seeds take about 3 minutes in dev with `--jobs 2`, which is
+//! what CI runs, reusing the suite's build.
 //!
 //! ## What happens in a seed
 //!
@@ -211,7 +212,9 @@ pub fn run_seed(seed: u64, options: &Options) -> (SeedReport, Option<Vec<String>
 
 /// The command that reproduces a seed.
 pub fn repro_command(seed: u64, planted: &Planted) -> String {
-    let mut cmd = format!("cargo run -p tidegate-sim --release -- --seed {seed} --trace");
+    // The same profile as this run, so the command rebuilds nothing.
+    let profile = if cfg!(debug_assertions) { "" } else { " --release" };
+    let mut cmd = format!("cargo run -p tidegate-sim{profile} -- --seed {seed} --trace");
     let names = planted.names();
     if !names.is_empty() {
         cmd.push_str(&format!(" --planted {}", names.join(",")));

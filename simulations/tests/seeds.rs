@@ -2,9 +2,9 @@
 //! regression seeds stay fixed, and every planted bug is caught.
 //!
 //! Each seed runs in a child process of the `tidegate-sim` binary (see its docs for why).
-//! In a debug build a seed takes ~5–10 s of CPU; the batch here is small on purpose.
-//! The long batch is `cargo run -p tidegate-sim --release -- --seeds 0..200` (about two
-//! minutes on two cores).
+//! In the dev profile a seed takes ~1–3 s of CPU; the batch here is small on purpose.
+//! The long batch is `cargo run -p tidegate-sim -- --seeds 0..200` (about three minutes
+//! on two cores), run by `.ci/run` after the suite.
 
 use std::process::Command;
 
