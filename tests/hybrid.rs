@@ -27,10 +27,24 @@ fn delete(cp: &Node, path: &str) {
 }
 
 /// Waits until the DP serves `hash`.
+/// On a timeout it shows what the DP last reported and its log, so that a failure on a
+/// loaded CI machine says why.
 fn wait_dp_hash(dp: &Node, hash: &str, timeout: Duration) {
-    wait_for(&format!("dp{} to serve {hash}", dp.id), timeout, || {
-        dp_status(dp).filter(|(h, _)| h == hash).map(|_| ())
-    });
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = dp_status(dp);
+        if seen.as_ref().is_some_and(|(h, _)| h == hash) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for dp{} to serve {hash}; last status: {seen:?}; log:\n{}",
+                dp.id,
+                dp.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits until `cp` lists every DP in `ids` as connected with `hash`.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rustls::{ClientConfig, RootCertStore};
 use tidegate_model::entities::{CaCertificate, Certificate, Service, Sni, Target, Upstream};
 use tidegate_model::{Entity, EntityKind};
+use tidegate_plugins::{PluginSet, Registry, Runtime};
 use tidegate_router::Router;
 use tidegate_state::ConfigState;
 use uuid::Uuid;
@@ -28,6 +29,8 @@ pub struct ProxyConfig {
     /// Balancers by upstream name.
     pub balancers: HashMap<String, Arc<Balancer>>,
     pub certs: CertMap,
+    /// The plugin instances of this version, with the consumer index they use.
+    pub plugins: PluginSet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub struct BuildContext<'a> {
     /// The config being replaced: balancers whose upstream and targets are unchanged
     /// are carried over with their health and in-flight counts.
     pub previous: Option<&'a ProxyConfig>,
+    /// The plugins to build instances of, and what they share across versions. None:
+    /// no plugin runs.
+    pub plugins: Option<(&'a Registry, &'a Runtime)>,
 }
 
 // === impl ProxyConfig ===
@@ -199,6 +205,16 @@ impl ProxyConfig {
         let router = Router::build(routes)?;
         let certs =
             CertMap::build(certs, snis).map_err(|(id, why)| BuildError::Certificate { id, why })?;
+        let plugins = match cx.plugins {
+            Some((registry, rt)) => {
+                let (set, warnings) = PluginSet::build(state, registry, rt);
+                for w in warnings {
+                    tracing::warn!(version = state.version(), "{w}");
+                }
+                set
+            }
+            None => PluginSet::default(),
+        };
         Ok(ProxyConfig {
             version: state.version(),
             hash: state.hash().to_string(),
@@ -206,6 +222,7 @@ impl ProxyConfig {
             services,
             balancers,
             certs,
+            plugins,
         })
     }
 

@@ -45,6 +45,10 @@ pub enum ProxyError {
     BadUpstreamUri(String),
     #[error("gRPC request matched gRPCs route")]
     GrpcsRequired,
+    /// A plugin needed the whole upstream body and could not have it (too large, or
+    /// the upstream broke off).
+    #[error("the upstream response body could not be read whole for a plugin")]
+    BadResponseBody,
 }
 
 // === impl ProxyError ===
@@ -89,7 +93,8 @@ impl ProxyError {
             ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
             | ProxyError::Handshake(_)
-            | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            | ProxyError::Upstream(_)
+            | ProxyError::BadResponseBody => StatusCode::BAD_GATEWAY,
         }
     }
 

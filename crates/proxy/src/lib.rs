@@ -77,14 +77,18 @@ impl Proxy {
             None => None,
         };
         let first = to_state(&configs.borrow_and_update());
+        let runtime = Arc::new(tidegate_plugins::Runtime::new());
+        let registry = Arc::new(options.plugins.clone());
         let built = {
             let roots = roots.clone();
+            let (runtime, registry) = (runtime.clone(), registry.clone());
             tokio::task::spawn_blocking(move || {
                 ProxyConfig::build_with(
                     &first,
                     &BuildContext {
                         roots: roots.as_ref(),
                         previous: None,
+                        plugins: Some((&registry, &runtime)),
                     },
                 )
             })
@@ -118,12 +122,14 @@ impl Proxy {
                 }
                 let roots = roots.clone();
                 let prev = current.clone();
+                let (runtime, registry) = (runtime.clone(), registry.clone());
                 let built = tokio::task::spawn_blocking(move || {
                     ProxyConfig::build_with(
                         &state,
                         &BuildContext {
                             roots: roots.as_ref(),
                             previous: Some(&prev),
+                            plugins: Some((&registry, &runtime)),
                         },
                     )
                 })

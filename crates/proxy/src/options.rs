@@ -54,7 +54,27 @@ pub struct ProxyOptions {
     pub request_id_seed: u64,
     pub upstream_keepalive_pool_size: usize,
     pub upstream_keepalive_idle_timeout: Duration,
+    /// The plugins this node runs (the `plugins` setting applied to the bundled ones,
+    /// plus any registered in a custom build). Instances of others are not run.
+    pub plugins: tidegate_plugins::Registry,
+    /// The most bytes of an upstream response body a plugin may ask to see whole
+    /// (response-transformer on JSON); a larger body is answered 502.
+    pub max_buffered_response: usize,
+    /// Seconds since the Unix epoch: what plugins take as "now" (credential TTLs,
+    /// rate-limit windows). Tests pass a clock they move.
+    pub wall_clock: fn() -> f64,
 }
+
+/// The system clock, the default [`ProxyOptions::wall_clock`].
+#[allow(clippy::disallowed_methods)] // the one place the proxy reads the wall clock
+pub fn system_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// See [`ProxyOptions::max_buffered_response`].
+pub const DEFAULT_MAX_BUFFERED_RESPONSE: usize = 16 * 1024 * 1024;
 
 impl Default for ProxyOptions {
     fn default() -> Self {
@@ -73,6 +93,9 @@ impl Default for ProxyOptions {
             request_id_seed: 0,
             upstream_keepalive_pool_size: crate::client::DEFAULT_MAX_IDLE_PER_KEY,
             upstream_keepalive_idle_timeout: crate::client::DEFAULT_IDLE_TIMEOUT,
+            plugins: tidegate_plugins::Registry::bundled(),
+            max_buffered_response: DEFAULT_MAX_BUFFERED_RESPONSE,
+            wall_clock: system_clock,
         }
     }
 }

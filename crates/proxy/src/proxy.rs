@@ -31,6 +31,13 @@ use crate::config::{Live, ProxyConfig, ServiceInfo};
 use crate::error::ProxyError;
 use crate::options::{HeaderNaming, ProxyOptions};
 
+use hyper::body::Bytes;
+use tidegate_plugins::{
+    Ctx, Exit, ExitBody, PluginSet, Protocol, Ran, Req, RequestBody, ResponseSource,
+};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
 /// Shared by every connection of a proxy.
 pub struct Inner {
     pub live: Arc<Live>,
@@ -210,28 +217,77 @@ impl Cx<'_> {
         let upgrade = is_upgrade(req.headers()) && req.version() == Version::HTTP_11;
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        let path = tidegate_router::upstream_path(&m, service.path.as_deref());
-        let query = req.uri().query().map(str::to_string);
-        let mut path_and_query = escape_path(&path);
-        if let Some(q) = &query {
-            path_and_query.push('?');
-            path_and_query.push_str(q);
-        }
         let (mut parts, incoming) = req.into_parts();
-        let mut set_cookie = None;
-        let hash = service
-            .balancer
-            .as_ref()
-            .filter(|b| b.uses_hash())
-            .and_then(|b| self.hash_value(b, &parts, &m, query.as_deref(), &mut set_cookie));
-        self.forwarded_headers(&mut parts.headers, host.as_deref(), &target, &m);
-        strip_hop_by_hop(&mut parts.headers, upgrade);
-        let body = match limits.max_request_body {
+        let mut body = match limits.max_request_body {
             Some(limit) => Limited::new(incoming, limit as usize)
                 .map_err(body::BoxError::from)
                 .boxed_unsync(),
             None => body::incoming(incoming),
         };
+        let mut query = parts.uri.query().map(str::to_string);
+        let mut path_override = None;
+
+        // The access phase; its instances take part in the response phases.
+        let plugins = &self.config.plugins;
+        let mut run = None;
+        if !plugins.is_empty() {
+            let grpc = is_grpc(&parts.headers);
+            let protocol = match (self.conn.tls, grpc) {
+                (false, false) => Protocol::Http,
+                (true, false) => Protocol::Https,
+                (false, true) => Protocol::Grpc,
+                (true, true) => Protocol::Grpcs,
+            };
+            let mut cx = Ctx::new(
+                self.request_id,
+                self.conn.peer.ip(),
+                protocol,
+                plugins.consumers(),
+                (self.inner.options.wall_clock)(),
+            );
+            cx.route_id = Some(m.route.id);
+            cx.service_id = Some(service.id);
+            let mut preq = Req {
+                method: parts.method.clone(),
+                path: target.split('?').next().unwrap_or("/").to_string(),
+                query: query.take(),
+                headers: std::mem::take(&mut parts.headers),
+                body: RequestBody::stream(body),
+                upstream_path: None,
+            };
+            let (ran, exit) = plugins.access(&mut cx, &mut preq).await;
+            if let Some(e) = exit {
+                cx.response_source = ResponseSource::Exit;
+                return Ok(self.plugin_exit(e, &ran, &mut cx));
+            }
+            parts.method = preq.method;
+            parts.headers = preq.headers;
+            query = preq.query;
+            path_override = preq.upstream_path;
+            body = preq.body.into_body();
+            run = Some((cx, ran));
+        }
+        let consumer = run
+            .as_ref()
+            .and_then(|(cx, _)| cx.consumer.as_ref().map(|c| c.id));
+
+        let path = path_override
+            .unwrap_or_else(|| tidegate_router::upstream_path(&m, service.path.as_deref()));
+        let mut path_and_query = escape_path(&path);
+        if let Some(q) = query.as_deref().filter(|q| !q.is_empty()) {
+            path_and_query.push('?');
+            path_and_query.push_str(q);
+        }
+        let mut set_cookie = None;
+        let hash = service
+            .balancer
+            .as_ref()
+            .filter(|b| b.uses_hash())
+            .and_then(|b| {
+                self.hash_value(b, &parts, &m, query.as_deref(), consumer, &mut set_cookie)
+            });
+        self.forwarded_headers(&mut parts.headers, host.as_deref(), &target, &m);
+        strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut outbound = Request::from_parts(parts, body);
         if upgrade {
             let h = outbound.headers_mut();
@@ -265,6 +321,10 @@ impl Cx<'_> {
             });
             let (mut parts, _) = resp.into_parts();
             self.response_headers(&mut parts.headers, upstream_latency, proxy_latency);
+            if let Some((mut cx, ran)) = run {
+                PluginSet::response_headers(&ran, &mut cx, &mut parts);
+                PluginSet::log(&ran, &cx, &parts);
+            }
             return Ok(Response::from_parts(parts, body::empty()));
         }
 
@@ -275,7 +335,61 @@ impl Cx<'_> {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
         let body = UpstreamBody::new(incoming, service.read_timeout, in_flight).boxed_unsync();
+        let Some((mut cx, ran)) = run else {
+            return Ok(Response::from_parts(parts, body));
+        };
+        PluginSet::response_headers(&ran, &mut cx, &mut parts);
+        let body = if PluginSet::wants_response_body(&ran, &cx, &parts) {
+            let limit = self.inner.options.max_buffered_response;
+            let mut bytes = match tidegate_plugins::collect(body, limit).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, limit, "upstream body not transformed: reading it failed or it is larger than the limit");
+                    return Err(ProxyError::BadResponseBody);
+                }
+            };
+            PluginSet::response_body(&ran, &mut cx, &parts, &mut bytes);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            body::full(bytes)
+        } else {
+            body
+        };
+        PluginSet::log(&ran, &cx, &parts);
         Ok(Response::from_parts(parts, body))
+    }
+
+    /// A plugin's own response (Kong's `kong.response.exit` / `kong.response.error`),
+    /// through the response phases of the plugins that ran.
+    fn plugin_exit(&self, e: Exit, ran: &Ran, cx: &mut Ctx<'_>) -> Response<ProxyBody> {
+        let (content_type, mut bytes) = match e.body {
+            ExitBody::Empty => (None, None),
+            ExitBody::Error(msg) => {
+                let json = serde_json::json!({"message": msg, "request_id": self.request_id});
+                (Some(JSON), Some(Bytes::from(format!("{json}\n"))))
+            }
+            ExitBody::Json(v) => (Some(JSON), Some(Bytes::from(v.to_string()))),
+            ExitBody::Raw { content_type, body } => (content_type, Some(body)),
+        };
+        let mut resp = self.exit(e.status, None);
+        let (mut parts, _) = resp.into_parts();
+        if let Some(ct) = content_type {
+            parts.headers.insert(header::CONTENT_TYPE, ct);
+        }
+        for (name, value) in e.headers.iter() {
+            parts.headers.append(name.clone(), value.clone());
+        }
+        PluginSet::response_headers(ran, cx, &mut parts);
+        if let Some(b) = bytes.as_mut() {
+            if PluginSet::wants_response_body(ran, cx, &parts) {
+                PluginSet::response_body(ran, cx, &parts, b);
+            }
+        }
+        PluginSet::log(ran, cx, &parts);
+        resp = Response::from_parts(parts, bytes.map_or_else(body::empty, body::full));
+        resp
     }
 
     /// Picks a target and sends, retrying (up to `service.retries` more times) on
@@ -419,11 +533,13 @@ impl Cx<'_> {
         parts: &hyper::http::request::Parts,
         m: &Match<'_>,
         query: Option<&str>,
+        consumer: Option<uuid::Uuid>,
         set_cookie: &mut Option<HeaderValue>,
     ) -> Option<String> {
         let value = |on: &HashOn, set_cookie: &mut Option<HeaderValue>| -> Option<String> {
             match on {
-                HashOn::None | HashOn::Consumer => None,
+                HashOn::None => None,
+                HashOn::Consumer => consumer.map(|c| c.to_string()),
                 HashOn::Ip => Some(self.conn.peer.ip().to_string()),
                 HashOn::Header(name) => {
                     let vals: Vec<&str> = parts
@@ -620,6 +736,12 @@ fn grpcs_required() -> Response<ProxyBody> {
         HeaderValue::from_static("gRPC request matched gRPCs route"),
     );
     r
+}
+
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 fn millis(d: Duration) -> HeaderValue {

@@ -71,14 +71,18 @@ fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current>
     Ok(Current::local(state))
 }
 
-/// The plugins this DP advertises: `plugins`, at this build's versions.
+/// The plugins this node runs: the bundled ones named by `plugins`. A custom build
+/// registers its own plugins here too (see the README), so that the DP both runs them
+/// and advertises them to the CP.
+pub fn plugin_registry(settings: &Settings) -> tidegate_plugins::Registry {
+    let mut r = tidegate_plugins::Registry::bundled();
+    r.retain(&settings.plugins);
+    r
+}
+
+/// The plugins this DP advertises: those it runs, at their versions.
 fn advertised_plugins(settings: &Settings) -> Vec<(String, String)> {
-    let mut plugins: Vec<(String, String)> = settings
-        .plugins
-        .iter()
-        .filter_map(|n| tidegate_model::plugins::info(n))
-        .map(|p| (p.name.to_string(), p.version.to_string()))
-        .collect();
+    let mut plugins = plugin_registry(settings).versions();
     debug_overrides::plugins(&mut plugins);
     plugins
 }
@@ -189,6 +193,7 @@ pub async fn start_proxy(
     let options = tidegate_proxy::ProxyOptions {
         request_id_seed: entropy()? as u64,
         trusted_ca_pem: std::fs::read_to_string(SYSTEM_CA_BUNDLE).ok(),
+        plugins: plugin_registry(settings),
         ..Default::default()
     };
     let proxy = tidegate_proxy::Proxy::start(config, |c: &Arc<Current>| c.state.clone(), options)
