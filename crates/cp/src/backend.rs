@@ -91,6 +91,12 @@ pub trait Backend: Send + Sync + 'static {
 
     fn node_info(&self) -> NodeInfo;
 
+    /// The plugins this node's Admin API accepts (Kong's `plugins` setting, checked by
+    /// the node that receives the write, as in Kong); None: every bundled plugin.
+    fn enabled_plugins(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Unix seconds on this node: what a declarative file is loaded at, fixed before the
     /// write so that every replica reads the file the same way.
     fn now_unix(&self) -> i64;

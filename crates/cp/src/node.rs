@@ -59,6 +59,8 @@ pub struct RaftNode {
     settings: NodeSettings,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
+    /// The `plugins` setting; None: every bundled plugin.
+    enabled_plugins: Option<Vec<String>>,
 }
 
 fn uuid_from(bits: u128) -> Uuid {
@@ -83,7 +85,15 @@ impl RaftNode {
             settings,
             clock,
             entropy,
+            enabled_plugins: None,
         }
+    }
+
+    /// Narrows the plugins this node's Admin API accepts to `names` (the `plugins`
+    /// setting); by default every bundled plugin.
+    pub fn with_enabled_plugins(mut self, names: Vec<String>) -> Self {
+        self.enabled_plugins = Some(names);
+        self
     }
 
     pub fn raft(&self) -> &Raft {
@@ -242,6 +252,10 @@ impl Backend for RaftNode {
 
     fn node_info(&self) -> NodeInfo {
         self.settings.info.clone()
+    }
+
+    fn enabled_plugins(&self) -> Option<Vec<String>> {
+        self.enabled_plugins.clone()
     }
 
     fn now_unix(&self) -> i64 {

@@ -347,3 +347,48 @@ async fn upstream_health_says_it_is_not_supported_yet() {
         r.json()
     );
 }
+
+/// The `plugins` setting narrows what this node lists and accepts, with Kong's message,
+/// for single writes and declarative imports alike; nothing is written on a refusal.
+#[tokio::test]
+async fn the_plugins_setting_limits_what_the_node_accepts() {
+    let srv = start().await;
+    *srv.backend.enabled_plugins.lock().unwrap() = Some(vec!["cors".into(), "key-auth".into()]);
+
+    let r = srv.get("/plugins/enabled").await;
+    assert_eq!(r.json()["enabled_plugins"], json!(["cors", "key-auth"]));
+    let root = srv.get("/").await.json();
+    let available: Vec<&String> = root["plugins"]["available_on_server"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(available, ["cors", "key-auth"]);
+
+    let msg = "plugin 'acl' not enabled; add it to the 'plugins' configuration property";
+    let r = srv
+        .post(
+            "/plugins",
+            json!({"name": "acl", "config": {"allow": ["a"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json(),
+        json!({
+            "code": 2,
+            "name": "schema violation",
+            "message": format!("schema violation (name: {msg})"),
+            "fields": {"name": msg},
+        })
+    );
+    let doc = "_format_version: '3.0'\nplugins:\n- name: acl\n  config:\n    allow: [a]\n";
+    let r = srv.post("/config", json!({ "config": doc })).await;
+    assert_eq!(r.status, 400, "{:?}", r.json());
+    assert_eq!(r.json()["fields"]["name"], json!(msg));
+    assert_eq!(srv.writes(), 0);
+
+    let r = srv.post("/plugins", json!({"name": "cors"})).await;
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    srv.stop().await;
+}

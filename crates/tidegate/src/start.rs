@@ -143,19 +143,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tidegate_version: env!("CARGO_PKG_VERSION").to_string(),
         admin_listen: vec![settings.admin_listen.to_string()],
     };
-    let node = Arc::new(RaftNode::new(
-        raft.clone(),
-        reader,
-        network,
-        NodeSettings {
-            node_id: settings.raft_node_id,
-            info,
-            leader_wait: DEFAULT_LEADER_WAIT,
-            apply_wait: DEFAULT_APPLY_WAIT,
-        },
-        Arc::new(SystemClock),
-        Arc::new(entropy),
-    ));
+    let node = Arc::new(
+        RaftNode::new(
+            raft.clone(),
+            reader,
+            network,
+            NodeSettings {
+                node_id: settings.raft_node_id,
+                info,
+                leader_wait: DEFAULT_LEADER_WAIT,
+                apply_wait: DEFAULT_APPLY_WAIT,
+            },
+            Arc::new(SystemClock),
+            Arc::new(entropy),
+        )
+        .with_enabled_plugins(settings.plugins.clone()),
+    );
 
     let service = sync_service(&settings, node.clone(), stop_rx.clone());
     let flusher = service.take_flusher();

@@ -54,6 +54,11 @@ pub(super) async fn import<B: Backend>(ctx: &Ctx<B>, req: &mut AdminRequest) -> 
     }
     .map_err(|e| Reply::kong(&e))?;
     let entities = parsed.entities;
+    for e in &entities {
+        if let tidegate_model::Entity::Plugin(p) = e {
+            super::info::check_enabled(ctx, &p.name)?;
+        }
+    }
     let check_hash = req.query.first("check_hash") == Some("1");
     if check_hash && ctx.backend.read(|m| unchanged(&m.config, &entities)) {
         return Ok(Reply {

@@ -350,6 +350,11 @@ fn build_op<B: Backend>(
     if kind == EntityKind::Certificate {
         return certificates::op(ctx, write, body, request_id);
     }
+    if kind == EntityKind::Plugin {
+        if let Some(name) = body.get("name").and_then(Value::as_str) {
+            super::info::check_enabled(ctx, name)?;
+        }
+    }
     Ok(write.op(kind, &body))
 }
 

@@ -16,7 +16,7 @@ const TAGLINE: &str = "Welcome to tidegate";
 /// features on it. Our own version has a field of its own.
 pub(super) fn root<B: Backend>(ctx: &Ctx<B>) -> Reply {
     let node = ctx.backend.node_info();
-    let available: Map<String, Value> = plugins::bundled()
+    let available: Map<String, Value> = enabled(ctx)
         .into_iter()
         .map(|p| {
             (
@@ -89,10 +89,37 @@ pub(super) fn endpoints() -> Reply {
     Reply::ok(json!({ "data": super::routing::endpoints() }))
 }
 
-/// `GET /plugins/enabled`: every bundled plugin can be enabled (there is no `plugins`
-/// setting to narrow them), sorted by name.
-pub(super) fn plugins_enabled() -> Reply {
-    let mut names: Vec<&str> = plugins::bundled().iter().map(|p| p.name).collect();
+/// `GET /plugins/enabled`: the plugins this node's `plugins` setting enables, sorted by
+/// name.
+pub(super) fn plugins_enabled<B: Backend>(ctx: &Ctx<B>) -> Reply {
+    let mut names: Vec<&str> = enabled(ctx).iter().map(|p| p.name).collect();
     names.sort_unstable();
     Reply::ok(json!({ "enabled_plugins": names }))
+}
+
+/// The bundled plugins this node's `plugins` setting enables.
+pub(super) fn enabled<B: Backend>(ctx: &Ctx<B>) -> Vec<plugins::PluginInfo> {
+    let names = ctx.backend.enabled_plugins();
+    plugins::bundled()
+        .into_iter()
+        .filter(|p| names.as_ref().is_none_or(|n| n.iter().any(|m| m == p.name)))
+        .collect()
+}
+
+/// Kong's refusal of a plugin the node does not enable, checked by the node that takes
+/// the write (the replicated log accepts any bundled plugin, as Kong's database does).
+pub(super) fn check_enabled<B: Backend>(ctx: &Ctx<B>, name: &str) -> Result<(), Reply> {
+    let Some(names) = ctx.backend.enabled_plugins() else {
+        return Ok(());
+    };
+    if names.iter().any(|n| n == name) || plugins::info(name).is_none() {
+        // An unknown name gets the same message from the schema, with the rest of the
+        // entity's errors.
+        return Ok(());
+    }
+    let mut errors = tidegate_model::error::Errors::default();
+    errors.field("name", tidegate_model::entities::not_enabled(name));
+    Err(Reply::kong(
+        &tidegate_model::error::KongError::schema_violation(&errors),
+    ))
 }

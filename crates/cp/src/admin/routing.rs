@@ -291,7 +291,7 @@ async fn dispatch<B: Backend>(req: &mut AdminRequest, ctx: &Ctx<B>) -> Handled {
         (Target::Root, Method::GET) => Ok(info::root(ctx)),
         (Target::Status, Method::GET) => Ok(info::status(ctx)),
         (Target::Endpoints, Method::GET) => Ok(info::endpoints()),
-        (Target::PluginsEnabled, Method::GET) => Ok(info::plugins_enabled()),
+        (Target::PluginsEnabled, Method::GET) => Ok(info::plugins_enabled(ctx)),
         (Target::Schema(name), Method::GET) => schemas::entity(&name),
         (Target::PluginSchema(name), Method::GET) => schemas::plugin(&name),
         (Target::SchemaValidate(name), Method::POST) => schemas::validate(ctx, req, &name).await,

@@ -42,6 +42,8 @@ pub struct TestBackend {
     pub gate: Mutex<Option<Gate>>,
     pub member_error: Mutex<Option<MemberChangeError>>,
     pub member_calls: Mutex<Vec<String>>,
+    /// The node's `plugins` setting; None: every bundled plugin.
+    pub enabled_plugins: Mutex<Option<Vec<String>>>,
 }
 
 pub fn id(n: u128) -> Uuid {
@@ -126,6 +128,10 @@ impl Backend for TestBackend {
 
     fn now_unix(&self) -> i64 {
         T0
+    }
+
+    fn enabled_plugins(&self) -> Option<Vec<String>> {
+        self.enabled_plugins.lock().unwrap().clone()
     }
 
     /// A counter, so generated ids are known in advance: 0xe0000 + n for the n-th call.
