@@ -127,9 +127,14 @@ fn dp_labels(v: &str) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Kong's `plugins`: `bundled`, `off`, or a list of names and `bundled`.
+/// Kong's `plugins`: `bundled`, `off`, or a list of names and `bundled`. A custom
+/// build's own plugins are named explicitly, as in Kong.
 fn plugin_names(v: &str) -> anyhow::Result<Vec<String>> {
     let bundled: Vec<String> = tidegate_model::plugins::bundled()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    let installed: Vec<String> = tidegate_model::plugins::installed()
         .iter()
         .map(|p| p.name.to_string())
         .collect();
@@ -138,10 +143,10 @@ fn plugin_names(v: &str) -> anyhow::Result<Vec<String>> {
         match item {
             "off" => {}
             "bundled" => out.extend(bundled.iter().cloned()),
-            name if bundled.iter().any(|b| b == name) => out.push(name.to_string()),
+            name if installed.iter().any(|b| b == name) => out.push(name.to_string()),
             name => bail!(
-                "plugins: '{name}' is not installed in this build (bundled plugins: {})",
-                bundled.join(", ")
+                "plugins: '{name}' is not installed in this build (installed plugins: {})",
+                installed.join(", ")
             ),
         }
     }

@@ -278,7 +278,7 @@ fn sync_service(
 ) -> SyncService<RaftNode> {
     let version =
         semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is semver");
-    let plugins = tidegate_cp::compat::plugin_versions(&tidegate_model::plugins::bundled());
+    let plugins = tidegate_cp::compat::plugin_versions(&tidegate_model::plugins::installed());
     let mut sync = SyncSettings::new(settings.raft_node_id, version, plugins);
     sync.max_payload = settings.cluster.max_payload;
     sync.flush.purge_delay = std::time::Duration::from_secs(settings.cluster.purge_delay_secs);

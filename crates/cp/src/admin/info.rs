@@ -100,7 +100,7 @@ pub(super) fn plugins_enabled<B: Backend>(ctx: &Ctx<B>) -> Reply {
 /// The bundled plugins this node's `plugins` setting enables.
 pub(super) fn enabled<B: Backend>(ctx: &Ctx<B>) -> Vec<plugins::PluginInfo> {
     let names = ctx.backend.enabled_plugins();
-    plugins::bundled()
+    plugins::installed()
         .into_iter()
         .filter(|p| names.as_ref().is_none_or(|n| n.iter().any(|m| m == p.name)))
         .collect()

@@ -52,6 +52,9 @@ macro_rules! plugin_configs {
         #[derive(Debug, Clone, PartialEq, Deserialize)]
         pub enum PluginConfig {
             $( $variant($module::$ty), )*
+            /// A plugin a custom build registered with [`register_custom`]. Last, so
+            /// that bundled plugins keep their tags in the binary encoding.
+            Custom(CustomConfig),
         }
 
         /// Name, priority and version of every bundled plugin, in priority order.
@@ -84,11 +87,15 @@ macro_rules! plugin_configs {
                 $( if name == <$module::$ty as PluginSchema>::NAME {
                     return Some(read_config::<$module::$ty>(config).map(PluginConfig::$variant));
                 } )*
-                None
+                let schema = custom_schema(name)?;
+                Some(read_custom(&schema, config).map(PluginConfig::Custom))
             }
 
-            pub fn name(&self) -> &'static str {
-                match self { $( PluginConfig::$variant(_) => <$module::$ty as PluginSchema>::NAME, )* }
+            pub fn name(&self) -> &str {
+                match self {
+                    $( PluginConfig::$variant(_) => <$module::$ty as PluginSchema>::NAME, )*
+                    PluginConfig::Custom(c) => &c.name,
+                }
             }
         }
 
@@ -105,6 +112,13 @@ macro_rules! plugin_configs {
                     }
                     _index += 1;
                 )*
+                if let PluginConfig::Custom(c) = self {
+                    return if s.is_human_readable() {
+                        c.config.serialize(s)
+                    } else {
+                        s.serialize_newtype_variant("PluginConfig", _index, "Custom", c)
+                    };
+                }
                 unreachable!("every variant is listed above")
             }
         }
@@ -137,8 +151,139 @@ pub struct PluginInfo {
     pub no_consumer: bool,
 }
 
+/// A bundled or custom plugin by name.
 pub fn info(name: &str) -> Option<PluginInfo> {
-    bundled().into_iter().find(|p| p.name == name)
+    installed().into_iter().find(|p| p.name == name)
+}
+
+/// The bundled plugins and those a custom build registered, in priority order.
+pub fn installed() -> Vec<PluginInfo> {
+    let mut all = bundled();
+    all.extend(custom().iter().map(CustomSchema::info));
+    all.sort_by_key(|p| std::cmp::Reverse(p.priority));
+    all
+}
+
+// --- plugins added by a custom build ---
+
+/// A plugin a custom build adds: its facts and how its `config` is read. Registered
+/// with [`register_custom`] before the node starts, on CPs (which validate configs) and
+/// DPs (which advertise it) alike; every CP of a group must register the same schemas,
+/// since each replica validates the writes it applies.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomSchema {
+    pub name: &'static str,
+    pub priority: i64,
+    pub version: &'static str,
+    pub protocols: &'static [&'static str],
+    /// Reads `config` (an empty object when absent): the config with its defaults filled
+    /// in, or the errors by field as Kong reports them.
+    pub read: CustomRead,
+}
+
+/// See [`CustomSchema::read`].
+pub type CustomRead = fn(&Map<String, Value>) -> Result<Map<String, Value>, Errors>;
+
+impl CustomSchema {
+    fn info(&self) -> PluginInfo {
+        PluginInfo {
+            name: self.name,
+            priority: self.priority,
+            version: self.version,
+            protocols: self.protocols,
+            default_protocols: self.protocols,
+            no_consumer: false,
+        }
+    }
+}
+
+static CUSTOM: std::sync::RwLock<Vec<CustomSchema>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds a custom plugin's schema. A name a bundled plugin has is refused; registering a
+/// name again replaces its schema.
+pub fn register_custom(schema: CustomSchema) -> Result<(), String> {
+    if bundled().iter().any(|p| p.name == schema.name) {
+        return Err(format!(
+            "custom plugin '{}': a bundled plugin has that name",
+            schema.name
+        ));
+    }
+    let parts: Vec<&str> = schema.version.split('.').collect();
+    let semver = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !semver {
+        return Err(format!(
+            "custom plugin '{}': version '{}' is not semver (x.y.z)",
+            schema.name, schema.version
+        ));
+    }
+    let mut all = CUSTOM.write().unwrap_or_else(|p| p.into_inner());
+    all.retain(|s| s.name != schema.name);
+    all.push(schema);
+    Ok(())
+}
+
+/// The custom plugins registered so far.
+pub fn custom() -> Vec<CustomSchema> {
+    CUSTOM.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn custom_schema(name: &str) -> Option<CustomSchema> {
+    custom().into_iter().find(|s| s.name == name)
+}
+
+fn read_custom(schema: &CustomSchema, v: &Value) -> Result<CustomConfig, ConfigErrors> {
+    let Value::Object(obj) = v else {
+        return Err(ConfigErrors {
+            entity: Vec::new(),
+            config: Some(FieldError::msg("expected a record")),
+        });
+    };
+    match (schema.read)(obj) {
+        Ok(config) => Ok(CustomConfig {
+            name: schema.name.to_string(),
+            config,
+        }),
+        Err(e) => Err(ConfigErrors {
+            entity: Vec::new(),
+            config: Some(FieldError::Record(e)),
+        }),
+    }
+}
+
+/// A custom plugin's validated config. JSON shows the bare config object, as for
+/// bundled plugins; the binary encoding carries the name and the config as JSON text
+/// (the binary format cannot describe arbitrary JSON by itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomConfig {
+    pub name: String,
+    pub config: Map<String, Value>,
+}
+
+impl Serialize for CustomConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            self.config.serialize(s)
+        } else {
+            let text = serde_json::to_string(&self.config).map_err(serde::ser::Error::custom)?;
+            (&self.name, text).serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CustomConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            return Err(serde::de::Error::custom(
+                "a custom plugin config is read through its schema, not deserialized from JSON",
+            ));
+        }
+        let (name, text) = <(String, String)>::deserialize(d)?;
+        let config = serde_json::from_str(&text).map_err(serde::de::Error::custom)?;
+        Ok(CustomConfig { name, config })
+    }
 }
 
 /// Why a config was refused, split the way Kong reports it.

@@ -781,3 +781,64 @@ fn response_transformer_invalid() {
         json!({"replace": {"headers": "expected an array"}})
     );
 }
+
+/// A custom build's plugin: read through its own schema, shown as its bare config, and
+/// carried through the binary encoding with its name.
+#[test]
+fn a_custom_plugin_is_read_through_its_schema_and_round_trips() {
+    fn read(c: &Map<String, Value>) -> Result<Map<String, Value>, Errors> {
+        let mut out = Map::new();
+        match c.get("greeting") {
+            None => {
+                out.insert("greeting".into(), json!("hello"));
+            }
+            Some(Value::String(s)) => {
+                out.insert("greeting".into(), json!(s));
+            }
+            Some(_) => {
+                let mut e = Errors::default();
+                e.field("greeting", "expected a string");
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+    let schema = CustomSchema {
+        name: "x-test-greeting",
+        priority: 5,
+        version: "1.2.3",
+        protocols: HTTP_PROTOCOLS,
+        read,
+    };
+    register_custom(schema).unwrap();
+    let clash = CustomSchema {
+        name: "cors",
+        ..schema
+    };
+    assert!(register_custom(clash).unwrap_err().contains("bundled"));
+    let bad_version = CustomSchema {
+        name: "x-other",
+        version: "1.2",
+        ..schema
+    };
+    assert!(register_custom(bad_version).unwrap_err().contains("semver"));
+
+    let c = ok("x-test-greeting", json!({}));
+    assert_eq!(c.name(), "x-test-greeting");
+    assert_eq!(serde_json::to_value(&c).unwrap(), json!({"greeting": "hello"}));
+    let bytes = postcard::to_allocvec(&c).unwrap();
+    let back: PluginConfig = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, c);
+    // Bundled plugins keep their encoding: a custom variant comes after all of them.
+    let cors = ok("cors", json!({}));
+    let back: PluginConfig = postcard::from_bytes(&postcard::to_allocvec(&cors).unwrap()).unwrap();
+    assert_eq!(back, cors);
+
+    assert_eq!(
+        err("x-test-greeting", json!({"greeting": 1})),
+        json!({"greeting": "expected a string"})
+    );
+    assert_eq!(info("x-test-greeting").unwrap().version, "1.2.3");
+    assert!(installed().iter().any(|p| p.name == "x-test-greeting"));
+    assert!(!bundled().iter().any(|p| p.name == "x-test-greeting"));
+}
