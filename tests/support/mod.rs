@@ -661,3 +661,161 @@ pub fn proxy_get(addr: &str, path: &str, host: &str) -> Option<Proxied> {
     };
     Some((status, headers, body))
 }
+
+/// The first of `span` consecutive free ports on 127.0.0.1, for a process that lays its
+/// ports out from one base (`tidegate quickstart --base-port`). Taken from 10000..20000,
+/// where [`free_port`] never looks, so that another test's single port cannot land inside
+/// the block between this check and the process binding it.
+pub fn free_port_block(span: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const HIGH: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(span);
+    let slots = (HIGH - LOW) / span;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % slots;
+    for _ in 0..slots {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = LOW + ((start + n) % slots) * span;
+        if (base..base + span).all(|p| TcpListener::bind(("127.0.0.1", p as u16)).is_ok()) {
+            return base as u16;
+        }
+    }
+    panic!("no {span} consecutive free ports in {LOW}..{HIGH}")
+}
+
+/// The pids of the running processes whose parent is `pid` (from /proc).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // "pid (comm) state ppid …": comm may hold spaces but not ')'.
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let (_, rest) = s.rsplit_once(')')?;
+                    let mut fields = rest.split_whitespace();
+                    let state = fields.next()?;
+                    let ppid = fields.next()?.parse::<u32>().ok()?;
+                    Some(ppid == pid && state != "Z")
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Whether a process with this pid exists (a zombie counts as gone).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let (_, rest) = s.rsplit_once(')')?;
+            Some(rest.split_whitespace().next()? != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Sends `sig` (e.g. "TERM", "KILL") to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A `redis-server` child process on a free loopback port, with no persistence; killed
+/// and reaped when dropped, so a failing test leaves no server behind.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one with `extra` settings and waits until it answers PING.
+    pub fn start(extra: &[&str]) -> RedisServer {
+        // The port may be taken between the check and redis binding it: then the
+        // server exits at once and another port is tried.
+        for _ in 0..10 {
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs (Debian: apt-get install -y redis-server)");
+            let mut server = RedisServer {
+                port,
+                child: Some(child),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(c) = server.child.as_mut() {
+                    if !matches!(c.try_wait(), Ok(None)) {
+                        break;
+                    }
+                }
+                if server.command(&["PING"]).as_deref() == Some("PONG") {
+                    return server;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            server.stop();
+        }
+        panic!("redis-server did not start on any of 10 ports");
+    }
+
+    /// SIGKILL and reap.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One command on a new connection; the reply as text (`nil` for a null bulk
+    /// string), `None` when the server does not answer.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                continue;
+            };
+            let line = String::from_utf8_lossy(&buf[1..end]).to_string();
+            if buf[0] != b'$' {
+                return Some(line);
+            }
+            let len: i64 = line.parse().ok()?;
+            if len < 0 {
+                return Some("nil".into());
+            }
+            let body = end + 2..end + 2 + len as usize;
+            if buf.len() >= body.end {
+                return Some(String::from_utf8_lossy(&buf[body]).to_string());
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

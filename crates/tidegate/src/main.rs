@@ -4,6 +4,7 @@
 mod config_cmd;
 mod data_plane;
 mod hybrid_cmd;
+mod quickstart;
 mod settings;
 mod start;
 mod status;
@@ -34,6 +35,9 @@ enum Command {
         #[command(subcommand)]
         command: hybrid_cmd::HybridCommand,
     },
+    /// Run a local hybrid cluster for a first look: 3 control planes and 2 data planes
+    /// as child processes, in ./tidegate-quickstart, until Ctrl-C.
+    Quickstart(quickstart::QuickstartArgs),
     /// Start the gateway in the foreground (SIGTERM drains and exits). With no settings:
     /// role = traditional, data in ./tidegate-data, Admin API on 127.0.0.1:8001.
     Start {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Config { command } => config_cmd::run(command),
         Command::Hybrid { command } => hybrid_cmd::run(command),
         Command::Start { conf, prefix } => start(conf, prefix),
+        Command::Quickstart(args) => quickstart::run(args),
     };
     match result {
         Ok(code) => code,
