@@ -1,7 +1,8 @@
 //! A simulated CP host: the real Raft node (openraft + the state machine + the Raft link
 //! over mutual TLS), the real DP sync service, and an admin endpoint that the simulated
-//! admin clients reach through an in-process queue (the write path is the real
-//! `Backend::write`; the Admin API's HTTP layer is tested elsewhere).
+//! admin clients and the operator reach through an in-process queue (the write path is
+//! the real `Backend::write`, membership changes the real `Backend::add_member` and
+//! `remove_member`; the Admin API's HTTP layer is tested elsewhere).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -15,13 +16,12 @@ use tidegate_cp::node::{
 use tidegate_cp::sync::{SyncService, SyncSettings};
 use tidegate_cp::{Backend, NodeInfo};
 use tidegate_raft::network::Network;
-use tidegate_raft::{Raft, StateReader};
+use tidegate_raft::{MemStorage, Raft, StateReader};
 use tidegate_state::{Op, Outcome};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::scenario::{cp_name, cp_plugins, CP_VERSION};
-use crate::store::CpDisk;
 
 pub const RAFT_PORT: u16 = 7000;
 pub const CLUSTER_PORT: u16 = 8005;
@@ -38,19 +38,45 @@ pub struct Attempt {
 /// What an attempt got: the outcome, or why it was not confirmed.
 pub type AttemptResult = Result<Outcome, String>;
 
+/// A membership change the operator asks a CP for, through the calls behind
+/// `/clustering/control-planes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    Add { node: u64, address: String },
+    Remove { node: u64 },
+}
+
+/// One call of the operator, handed to a CP.
+pub struct MemberCall {
+    pub id: u64,
+    pub change: MemberChange,
+}
+
+/// What a member call got: the voters the answer lists, or the error.
+pub type MemberResult = Result<Vec<u64>, String>;
+
+/// What the orchestrator hands a CP.
+pub enum Request {
+    Write(Attempt),
+    Member(MemberCall),
+}
+
 /// What the orchestrator and a CP host share; survives the host's crashes.
 pub struct CpCtx {
     pub index: usize,
     pub node_id: u64,
+    /// Size of the initial group (`raft_peers`: cp1..cpN). A spare's index is N: it is
+    /// not in its own peer list, so it joins only when added.
     pub cps: usize,
     pub seed: u64,
     pub skew: i64,
-    pub disk: CpDisk,
+    pub disk: MemStorage,
     /// Bumped at each (re)start.
     pub incarnation: Mutex<u64>,
     /// Set by the running incarnation.
-    pub inbox: Mutex<Option<mpsc::UnboundedSender<Attempt>>>,
+    pub inbox: Mutex<Option<mpsc::UnboundedSender<Request>>>,
     pub outbox: Mutex<Vec<(u64, AttemptResult)>>,
+    pub member_outbox: Mutex<Vec<(u64, MemberResult)>>,
     pub raft: Mutex<Option<Raft>>,
     pub reader: Mutex<Option<StateReader>>,
     pub failures: Mutex<Vec<String>>,
@@ -61,15 +87,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CpCtx {
-    pub fn send(&self, attempt: Attempt) -> Result<(), Attempt> {
+    /// Hands a request to the running incarnation; Err: connection refused (it is down).
+    pub fn send(&self, request: Request) -> Result<(), Request> {
         match lock(&self.inbox).as_ref() {
-            Some(tx) => tx.send(attempt).map_err(|e| e.0),
-            None => Err(attempt),
+            Some(tx) => tx.send(request).map_err(|e| e.0),
+            None => Err(request),
         }
     }
 
     pub fn take_results(&self) -> Vec<(u64, AttemptResult)> {
         std::mem::take(&mut *lock(&self.outbox))
+    }
+
+    pub fn take_member_results(&self) -> Vec<(u64, MemberResult)> {
+        std::mem::take(&mut *lock(&self.member_outbox))
+    }
+
+    /// This CP's Raft address, as the operator names it to the cluster API.
+    pub fn raft_address(&self) -> String {
+        format!("{}:{RAFT_PORT}", cp_name(self.index))
     }
 
     pub fn raft(&self) -> Option<Raft> {
@@ -136,7 +172,7 @@ pub async fn run(ctx: Arc<CpCtx>) -> turmoil::Result {
     let peers: Vec<(u64, String)> = (0..ctx.cps)
         .map(|i| (i as u64 + 1, format!("{}:{RAFT_PORT}", cp_name(i))))
         .collect();
-    let members = initial_members(ctx.node_id, &peers[ctx.index].1, &peers);
+    let members = initial_members(ctx.node_id, &ctx.raft_address(), &peers);
     initialize_if_first(&raft, ctx.node_id, members)
         .await
         .map_err(|e| format!("initialize: {e}"))?;
@@ -191,7 +227,7 @@ pub async fn run(ctx: Arc<CpCtx>) -> turmoil::Result {
             .await;
     });
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Attempt>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     *lock(&ctx.inbox) = Some(tx);
     *lock(&ctx.raft) = Some(raft.clone());
     *lock(&ctx.reader) = Some(reader);
@@ -211,16 +247,41 @@ pub async fn run(ctx: Arc<CpCtx>) -> turmoil::Result {
         });
     }
 
-    while let Some(attempt) = rx.recv().await {
+    while let Some(request) = rx.recv().await {
         let node = node.clone();
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let result = match node.write(attempt.op, Some(attempt.request_id)).await {
-                Ok(ok) => Ok(ok.outcome),
-                Err(e) => Err(e.to_string()),
-            };
-            lock(&ctx.outbox).push((attempt.id, result));
-        });
+        match request {
+            Request::Write(attempt) => {
+                tokio::spawn(async move {
+                    let result = match node.write(attempt.op, Some(attempt.request_id)).await {
+                        Ok(ok) => Ok(ok.outcome),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    lock(&ctx.outbox).push((attempt.id, result));
+                });
+            }
+            Request::Member(call) => {
+                tokio::spawn(async move {
+                    let result = match call.change {
+                        MemberChange::Add { node: id, address } => {
+                            node.add_member(id, address).await
+                        }
+                        MemberChange::Remove { node: id } => node.remove_member(id).await,
+                    };
+                    let result = result
+                        .map(|status| {
+                            status
+                                .members
+                                .iter()
+                                .filter(|m| m.kind == "voter")
+                                .map(|m| m.id)
+                                .collect()
+                        })
+                        .map_err(|e| e.to_string());
+                    lock(&ctx.member_outbox).push((call.id, result));
+                });
+            }
+        }
     }
     let _keep = _stop_tx;
     Ok(())

@@ -84,12 +84,39 @@ pub enum Fault {
         dp: usize,
         hold: Duration,
     },
+    /// The operator removes a CP from the Raft group through the cluster API
+    /// (`DELETE /clustering/control-planes/{id}`, i.e. `Backend::remove_member`) and adds
+    /// it back after `hold` (`POST`, `Backend::add_member`). The CP keeps running
+    /// meanwhile, as one an operator forgot to stop does.
+    RemoveCp {
+        cp: usize,
+        hold: Duration,
+    },
+    /// The operator adds the spare CP (booted with an empty disk, outside the group) to
+    /// the group.
+    JoinSpare,
+    /// Messages on the link between `a` and `b` are dropped at `rate` per message.
+    /// turmoil's TCP does not retransmit: a dropped segment leaves a gap that holds back
+    /// everything after it on that connection, so each loss silently black-holes one
+    /// direction of a connection (as a lost conntrack or NAT entry does) while new
+    /// connections work; only keepalives and timeouts notice. Loss that TCP repairs by
+    /// retransmission shows as latency, which `Slow` covers.
+    Lossy {
+        a: String,
+        b: String,
+        rate: f64,
+        hold: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub seed: u64,
+    /// CPs in the initial Raft group (`cp1..`, node ids from 1).
     pub cps: usize,
+    /// A spare CP, `cp{cps + 1}`, that boots outside the group and joins it by
+    /// [`Fault::JoinSpare`]. Only with at most 4 CPs: the Raft certificate names `cp1..cp5`.
+    pub spare: bool,
     pub dps: Vec<DpSpec>,
     /// Per CP: fsync latency of its simulated disk.
     pub cp_fsync: Vec<Duration>,
@@ -134,6 +161,12 @@ pub const WORKLOAD_PLUGINS: [&str; 5] = [
 
 impl Scenario {
     pub fn from_seed(seed: u64) -> Self {
+        Self::from_seed_with(seed, true)
+    }
+
+    /// `extras: false` leaves out what [`Extras`] adds: the scenario the seed had before
+    /// membership changes, lossy links and the spare existed, for seeds recorded then.
+    pub fn from_seed_with(seed: u64, extras: bool) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x5ce7_a210);
         let cps = rng.gen_range(3..=5);
         let ndp = rng.gen_range(5..=7);
@@ -257,22 +290,136 @@ impl Scenario {
             faults.push((t, fault));
             t += Duration::from_millis(rng.gen_range(500..4000));
         }
+        let mut cp_fsync: Vec<Duration> = (0..cps)
+            .map(|_| Duration::from_millis(rng.gen_range(1..6)))
+            .collect();
+        let mut cp_skew: Vec<i64> = (0..cps).map(|_| rng.gen_range(-2..=2)).collect();
+        let dp_fsync: Vec<Duration> = (0..ndp)
+            .map(|_| Duration::from_millis(rng.gen_range(1..30)))
+            .collect();
+        let clients = rng.gen_range(2..=4);
+        let think = Duration::from_millis(rng.gen_range(100..600));
+        let base_latency = Duration::from_millis(rng.gen_range(2..30));
+        let extras = if extras {
+            Extras::draw(seed, cps, ndp, chaos)
+        } else {
+            Extras::none()
+        };
+        for (i, at) in &extras.spare_in_dp_lists {
+            let list = &mut dps[*i].addresses;
+            let at = (*at).min(list.len());
+            list.insert(at, format!("{}:8005", cp_name(cps)));
+        }
+        faults.extend(extras.faults);
+        // Stable: at one instant the older kinds fire first, as before the extras.
+        faults.sort_by_key(|(t, _)| *t);
+        if extras.spare {
+            cp_fsync.push(extras.spare_fsync);
+            cp_skew.push(extras.spare_skew);
+        }
         Scenario {
             seed,
             cps,
-            cp_fsync: (0..cps)
-                .map(|_| Duration::from_millis(rng.gen_range(1..6)))
-                .collect(),
-            cp_skew: (0..cps).map(|_| rng.gen_range(-2..=2)).collect(),
-            dp_fsync: (0..ndp)
-                .map(|_| Duration::from_millis(rng.gen_range(1..30)))
-                .collect(),
+            spare: extras.spare,
+            cp_fsync,
+            cp_skew,
+            dp_fsync,
             dps,
             faults,
             chaos,
-            clients: rng.gen_range(2..=4),
-            think: Duration::from_millis(rng.gen_range(100..600)),
-            base_latency: Duration::from_millis(rng.gen_range(2..30)),
+            clients,
+            think,
+            base_latency,
+        }
+    }
+
+    /// Every CP host, the spare included.
+    pub fn all_cps(&self) -> usize {
+        self.cps + usize::from(self.spare)
+    }
+}
+
+/// What a seed adds on top of the original draw: membership changes, lossy links and a
+/// spare CP. Drawn from a stream of its own, so a seed that draws none of them runs the
+/// same history (and trace hash) as before they existed.
+struct Extras {
+    spare: bool,
+    spare_fsync: Duration,
+    spare_skew: i64,
+    /// (DP index, position): DPs that also know the spare's address.
+    spare_in_dp_lists: Vec<(usize, usize)>,
+    faults: Vec<(Duration, Fault)>,
+}
+
+impl Extras {
+    fn none() -> Extras {
+        Extras {
+            spare: false,
+            spare_fsync: Duration::ZERO,
+            spare_skew: 0,
+            spare_in_dp_lists: Vec::new(),
+            faults: Vec::new(),
+        }
+    }
+
+    fn draw(seed: u64, cps: usize, ndp: usize, chaos: Duration) -> Extras {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x3e3b_e125_0000);
+        let chaos_ms = chaos.as_millis() as u64;
+        let mut faults = Vec::new();
+        let spare = cps < 5 && rng.gen_bool(0.35);
+        let mut spare_in_dp_lists = Vec::new();
+        if spare {
+            for d in 0..ndp {
+                if rng.gen_bool(0.3) {
+                    spare_in_dp_lists.push((d, rng.gen_range(0..=cps)));
+                }
+            }
+            faults.push((
+                Duration::from_millis(rng.gen_range(1000..chaos_ms - 5000)),
+                Fault::JoinSpare,
+            ));
+        }
+        if rng.gen_bool(0.5) {
+            for _ in 0..rng.gen_range(1..=2) {
+                faults.push((
+                    Duration::from_millis(rng.gen_range(500..chaos_ms - 3000)),
+                    Fault::RemoveCp {
+                        cp: rng.gen_range(0..cps),
+                        hold: Duration::from_millis(rng.gen_range(1000..12_000)),
+                    },
+                ));
+            }
+        }
+        if rng.gen_bool(0.5) {
+            let hosts = cps + usize::from(spare);
+            for _ in 0..rng.gen_range(1..=3) {
+                let a = cp_name(rng.gen_range(0..hosts));
+                let b = if rng.gen_bool(0.5) {
+                    let mut b = cp_name(rng.gen_range(0..hosts));
+                    while b == a {
+                        b = cp_name(rng.gen_range(0..hosts));
+                    }
+                    b
+                } else {
+                    dp_name(rng.gen_range(0..ndp))
+                };
+                faults.push((
+                    Duration::from_millis(rng.gen_range(500..chaos_ms - 2000)),
+                    Fault::Lossy {
+                        a,
+                        b,
+                        rate: rng.gen_range(0.002..0.05),
+                        hold: Duration::from_millis(rng.gen_range(2000..10_000)),
+                    },
+                ));
+            }
+        }
+        Extras {
+            spare,
+            spare_fsync: Duration::from_millis(rng.gen_range(1..6)),
+            spare_skew: rng.gen_range(-2..=2),
+            spare_in_dp_lists,
+            faults,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The orchestrator: builds one seed's world, drives turmoil step by step, injects the
 //! faults and the admin workload between steps, and runs the checkers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -11,14 +11,15 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::cp::{self, Attempt, AttemptResult, CpCtx, EPOCH};
+use crate::cp::{
+    self, Attempt, AttemptResult, CpCtx, MemberCall, MemberChange, MemberResult, Request, EPOCH,
+};
 use crate::dp::{self, DpCtx};
 use crate::history::{History, Operation};
 use crate::invariants::{self, cut_off::CutOffs, Violation};
 use crate::scenario::{cp_name, dp_name, DpKind, Fault, Scenario};
-use crate::store::{CpDisk, DpDisk};
+use crate::store::DpDisk;
 use crate::workload;
-use crate::Planted;
 
 /// Simulated time per step.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -33,6 +34,11 @@ const DRAIN: Duration = Duration::from_secs(20);
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A client gives up on an attempt it has no answer for after this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(12);
+/// The operator gives up on a membership call it has no answer for after this long
+/// (adding a learner waits for it to catch up, which a crashed node never does).
+const MEMBER_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the operator looks at the group when it has nothing in flight.
+const OPERATOR_PAUSE: Duration = Duration::from_millis(500);
 const MAX_ATTEMPTS: u32 = 8;
 
 /// What one seed did and found.
@@ -63,6 +69,25 @@ enum Undo {
     Latency,
     RestartCp(usize),
     RestartDp(usize),
+    /// The operator wants this CP back in the group.
+    Readd(usize),
+    /// The end of a lossy period on a link.
+    Lossless(String, String),
+}
+
+/// The operator of the CP group: it holds the membership it wants (every CP, minus the
+/// one it took out, plus the spare once it joined) and, one call at a time, asks the
+/// leader (as `GET /clustering/control-planes` names it) for the next change that
+/// brings the group there. Goal-driven, so a call lost with a crashed CP, refused by a
+/// deposed leader, or applied by a call that came back late is simply looked at again.
+struct Operator {
+    /// CP indexes it wants out of the group.
+    out: BTreeSet<usize>,
+    spare_in: bool,
+    /// (call id, CP index, deadline).
+    in_flight: Option<(u64, usize, Duration)>,
+    next_call: u64,
+    wake: Duration,
 }
 
 struct Client {
@@ -123,11 +148,16 @@ pub struct Runner<'a> {
     cut_offs: CutOffs,
     next_check: Duration,
     raft_views: Vec<Option<(String, u64, Option<u64>)>>,
+    operator: Operator,
+    /// Links with message loss: (count of overlapping faults, rate), by name pair in
+    /// order. A pair stays here (count 0) once it was lossy, to know its link has a rate.
+    lossy: BTreeMap<(String, String), (u32, f64)>,
+    cut_off_routes: invariants::cut_off_routes::Probes,
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(seed: u64, planted: &Planted, keep_trace: bool) -> Self {
-        let sc = Scenario::from_seed(seed);
+    pub fn new(seed: u64, extras: bool, keep_trace: bool) -> Self {
+        let sc = Scenario::from_seed_with(seed, extras);
         let sim = turmoil::Builder::new()
             .rng_seed(seed)
             .simulation_duration(Duration::from_secs(24 * 3600))
@@ -138,7 +168,7 @@ impl<'a> Runner<'a> {
             .tcp_capacity(1 << 16)
             .enable_random_order()
             .build();
-        let cps: Vec<Arc<CpCtx>> = (0..sc.cps)
+        let cps: Vec<Arc<CpCtx>> = (0..sc.all_cps())
             .map(|i| {
                 Arc::new(CpCtx {
                     index: i,
@@ -146,10 +176,11 @@ impl<'a> Runner<'a> {
                     cps: sc.cps,
                     seed,
                     skew: sc.cp_skew[i],
-                    disk: CpDisk::new(sc.cp_fsync[i], planted.early_ack),
+                    disk: tidegate_raft::MemStorage::with_fsync(sc.cp_fsync[i]),
                     incarnation: Mutex::new(0),
                     inbox: Mutex::new(None),
                     outbox: Mutex::new(Vec::new()),
+                    member_outbox: Mutex::new(Vec::new()),
                     raft: Mutex::new(None),
                     reader: Mutex::new(None),
                     failures: Mutex::new(Vec::new()),
@@ -203,7 +234,16 @@ impl<'a> Runner<'a> {
             served_seen: vec![0; dps.len()],
             cut_offs: CutOffs::new(dps.len()),
             next_check: Duration::ZERO,
-            raft_views: vec![None; sc.cps],
+            raft_views: vec![None; sc.all_cps()],
+            operator: Operator {
+                out: BTreeSet::new(),
+                spare_in: false,
+                in_flight: None,
+                next_call: 1,
+                wake: BOOT,
+            },
+            lossy: BTreeMap::new(),
+            cut_off_routes: invariants::cut_off_routes::Probes::new(dps.len()),
             sc,
             cps,
             dps,
@@ -248,11 +288,13 @@ impl<'a> Runner<'a> {
         }
         let now = self.now();
         self.collect_results(now);
+        self.collect_member_results(now);
         self.fire_undos(now);
         if self.accepting {
             self.fire_faults(now);
         }
         self.drive_clients(now);
+        self.drive_operator(now);
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
             self.running_checks(now);
@@ -293,6 +335,7 @@ impl<'a> Runner<'a> {
         *n += 1;
         if *n == 1 {
             self.sim.partition_oneway(from, to);
+            self.sync_loss(from, to);
         }
     }
 
@@ -303,6 +346,7 @@ impl<'a> Runner<'a> {
             if *n == 0 {
                 self.blocked.remove(&key);
                 self.sim.repair_oneway(from, to);
+                self.sync_loss(from, to);
             }
         }
     }
@@ -310,6 +354,37 @@ impl<'a> Runner<'a> {
     pub fn is_blocked(&self, from: &str, to: &str) -> bool {
         self.blocked
             .contains_key(&(from.to_string(), to.to_string()))
+    }
+
+    fn link_key(a: &str, b: &str) -> (String, String) {
+        if a < b {
+            (a.to_string(), b.to_string())
+        } else {
+            (b.to_string(), a.to_string())
+        }
+    }
+
+    /// Gives the link between `a` and `b` the loss rate its faults want, none while it is
+    /// blocked either way: turmoil's random loss marks the whole link failed and its
+    /// repair heals both directions, which would silently lift a one-way block. Whenever
+    /// the rate drops to zero, a failed state left behind is repaired and the blocks put
+    /// back, for the same reason.
+    fn sync_loss(&mut self, a: &str, b: &str) {
+        let key = Self::link_key(a, b);
+        let Some((count, rate)) = self.lossy.get(&key).copied() else {
+            return;
+        };
+        let blocked = self.is_blocked(a, b) || self.is_blocked(b, a);
+        let rate = if count > 0 && !blocked { rate } else { 0.0 };
+        self.sim.set_link_fail_rate(a, b, rate);
+        if rate == 0.0 {
+            self.sim.repair(a, b);
+            for (from, to) in [(a, b), (b, a)] {
+                if self.is_blocked(from, to) {
+                    self.sim.partition_oneway(from, to);
+                }
+            }
+        }
     }
 
     fn block_both(&mut self, a: &str, b: &str, until: Duration) {
@@ -338,8 +413,13 @@ impl<'a> Runner<'a> {
                 .map(|(id, _)| *id)
                 .collect();
             let now = self.now();
+            let index = c.index;
             for id in lost {
                 self.attempt_failed(id, now, "the control plane crashed".into());
+            }
+            if let Some((call, _, _)) = self.operator.in_flight.filter(|(_, cp, _)| *cp == index) {
+                self.note(format!("operator call {call}: lost with the crashed CP"));
+                self.operator.in_flight = None;
             }
         }
         if let Some(d) = self.dps.iter().find(|d| dp_name(d.index) == host) {
@@ -382,7 +462,7 @@ impl<'a> Runner<'a> {
     }
 
     fn inject(&mut self, now: Duration, fault: Fault) {
-        let cps: Vec<String> = (0..self.sc.cps).map(cp_name).collect();
+        let cps: Vec<String> = (0..self.cps.len()).map(cp_name).collect();
         match fault {
             Fault::Split { side_a, hold } => {
                 self.note(format!("fault split {side_a:?} for {hold:?}"));
@@ -429,7 +509,7 @@ impl<'a> Runner<'a> {
             }
             Fault::PowerLoss { hold } => {
                 self.note(format!("fault power loss of every CP for {hold:?}"));
-                for cp in 0..self.sc.cps {
+                for cp in 0..self.cps.len() {
                     self.crash(&cp_name(cp));
                     self.undo.push((now + hold, Undo::RestartCp(cp)));
                 }
@@ -447,6 +527,42 @@ impl<'a> Runner<'a> {
                 for c in &cps {
                     self.block_both(&dp_name(dp), c, now + hold);
                 }
+            }
+            Fault::RemoveCp { cp, hold } => {
+                if let Some(other) = self.operator.out.first() {
+                    self.note(format!(
+                        "fault remove {} from the group: skipped, {} is out",
+                        cp_name(cp),
+                        cp_name(*other)
+                    ));
+                    return;
+                }
+                self.note(format!(
+                    "fault remove {} from the group for {hold:?}",
+                    cp_name(cp)
+                ));
+                self.operator.out.insert(cp);
+                self.undo.push((now + hold, Undo::Readd(cp)));
+            }
+            Fault::JoinSpare => {
+                self.note(format!(
+                    "fault join the spare {} to the group",
+                    cp_name(self.sc.cps)
+                ));
+                self.operator.spare_in = true;
+            }
+            Fault::Lossy { a, b, rate, hold } => {
+                self.note(format!(
+                    "fault lossy link {a} <-> {b} at {rate:.3} per message for {hold:?}"
+                ));
+                let entry = self
+                    .lossy
+                    .entry(Self::link_key(&a, &b))
+                    .or_insert((0, rate));
+                entry.0 += 1;
+                entry.1 = rate;
+                self.sync_loss(&a, &b);
+                self.undo.push((now + hold, Undo::Lossless(a, b)));
             }
         }
     }
@@ -467,6 +583,16 @@ impl<'a> Runner<'a> {
             Undo::RestartDp(i) => {
                 self.note(format!("restart {}", dp_name(i)));
                 self.restart(&dp_name(i));
+            }
+            Undo::Readd(i) => {
+                self.note(format!("the operator wants {} back", cp_name(i)));
+                self.operator.out.remove(&i);
+            }
+            Undo::Lossless(a, b) => {
+                if let Some(entry) = self.lossy.get_mut(&Self::link_key(&a, &b)) {
+                    entry.0 -= 1;
+                }
+                self.sync_loss(&a, &b);
             }
         }
     }
@@ -491,13 +617,15 @@ impl<'a> Runner<'a> {
         for (_, u) in all {
             self.apply_undo(u);
         }
+        self.operator.spare_in = self.sc.spare;
         debug_assert!(self.blocked.is_empty() && self.down.is_empty());
+        debug_assert!(self.lossy.values().all(|(n, _)| *n == 0));
     }
 
     // === admin clients ===
 
     fn pick_cp(&mut self) -> usize {
-        self.rng.gen_range(0..self.sc.cps)
+        self.rng.gen_range(0..self.cps.len())
     }
 
     fn send_attempt(&mut self, client: usize, now: Duration) {
@@ -521,7 +649,7 @@ impl<'a> Runner<'a> {
             cp_name(cp)
         );
         self.note(label);
-        match self.cps[cp].send(attempt) {
+        match self.cps[cp].send(Request::Write(attempt)) {
             Ok(()) => {
                 self.clients[client].in_flight = Some(id);
                 self.in_flight.insert(
@@ -656,6 +784,126 @@ impl<'a> Runner<'a> {
         self.clients.iter().all(|c| c.current.is_none())
     }
 
+    // === the operator ===
+
+    /// The voters the operator wants, by node id.
+    fn wanted_voters(&self) -> BTreeSet<u64> {
+        (0..self.sc.cps)
+            .filter(|i| !self.operator.out.contains(i))
+            .chain(self.operator.spare_in.then_some(self.sc.cps))
+            .map(|i| self.cps[i].node_id)
+            .collect()
+    }
+
+    /// The next change the group needs, as the current leader sees it; None when it is
+    /// where the operator wants it (Err: there is no leader to ask).
+    ///
+    /// The target is the last config of a joint one: openraft leaves a group joint when
+    /// the leader loses leadership between the two steps of `change_membership`, and
+    /// only another change finishes it. `/clustering/control-planes` lists the voters of
+    /// both configs as one set, so an operator cannot tell; re-sending the call that
+    /// made it (add or remove of the same node) finishes it, and that is what this does.
+    fn next_member_change(&self) -> Result<Option<(usize, MemberChange)>, String> {
+        let leader = self.current_leader().ok_or("no leader")?;
+        let raft = self.cps[leader].raft().ok_or("no leader")?;
+        let m = raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let configs = membership.get_joint_config();
+        let target: BTreeSet<u64> = configs.last().cloned().unwrap_or_default();
+        let nodes: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+        let want = self.wanted_voters();
+        let add = |id: u64| {
+            let i = self
+                .cps
+                .iter()
+                .position(|c| c.node_id == id)
+                .expect("wanted voters are CPs");
+            let address = self.cps[i].raft_address();
+            Some((leader, MemberChange::Add { node: id, address }))
+        };
+        // Adding first keeps the quorum as large as it can be while it changes.
+        if let Some(id) = want.iter().find(|id| !target.contains(id)) {
+            return Ok(add(*id));
+        }
+        if let Some(id) = nodes.iter().find(|id| !want.contains(id)) {
+            return Ok(Some((leader, MemberChange::Remove { node: *id })));
+        }
+        if let [first, last] = configs.as_slice() {
+            // Joint with the wanted target: what remains is a node the last change added.
+            if let Some(id) = last.iter().find(|id| !first.contains(id)) {
+                return Ok(add(*id));
+            }
+        }
+        Ok(None)
+    }
+
+    fn drive_operator(&mut self, now: Duration) {
+        if let Some((call, _, deadline)) = self.operator.in_flight {
+            if deadline <= now {
+                self.note(format!("operator call {call}: no answer in time"));
+                self.operator.in_flight = None;
+            } else {
+                return;
+            }
+        }
+        if self.operator.wake > now {
+            return;
+        }
+        self.operator.wake = now + OPERATOR_PAUSE;
+        let Ok(Some((leader, change))) = self.next_member_change() else {
+            return;
+        };
+        let id = self.operator.next_call;
+        self.operator.next_call += 1;
+        self.note(format!(
+            "operator call {id}: {change:?} to {}",
+            cp_name(leader)
+        ));
+        let call = MemberCall { id, change };
+        match self.cps[leader].send(Request::Member(call)) {
+            Ok(()) => self.operator.in_flight = Some((id, leader, now + MEMBER_CALL_TIMEOUT)),
+            Err(_) => self.note(format!("operator call {id}: connection refused")),
+        }
+    }
+
+    fn collect_member_results(&mut self, now: Duration) {
+        let mut results: Vec<(u64, MemberResult)> = Vec::new();
+        for c in &self.cps {
+            results.extend(c.take_member_results());
+        }
+        for (id, result) in results {
+            let current = self
+                .operator
+                .in_flight
+                .is_some_and(|(call, _, _)| call == id);
+            let text = match &result {
+                Ok(voters) => format!("ok, voters {voters:?}"),
+                Err(e) => format!("refused: {e}"),
+            };
+            if current {
+                self.note(format!("operator call {id}: {text}"));
+                self.operator.in_flight = None;
+                self.operator.wake = now + OPERATOR_PAUSE;
+            } else {
+                self.note(format!("operator call {id}: late answer: {text}"));
+            }
+        }
+    }
+
+    /// What keeps the group from the membership the operator wants, if anything.
+    fn membership_pending(&self) -> Option<String> {
+        match self.next_member_change() {
+            Ok(None) => None,
+            Ok(Some((leader, change))) => Some(format!(
+                "the group is not back to its full membership: {} still needs {change:?}",
+                cp_name(leader)
+            )),
+            Err(why) => Some(format!(
+                "the group is not back to its full membership: {why}"
+            )),
+        }
+    }
+
     // === checks ===
 
     fn running_checks(&mut self, now: Duration) {
@@ -696,7 +944,7 @@ impl<'a> Runner<'a> {
             let dp = dp_name(i);
             let up = !self.is_down(&dp);
             let cut = up
-                && (0..self.sc.cps).all(|c| {
+                && (0..self.cps.len()).all(|c| {
                     let cp = cp_name(c);
                     self.is_down(&cp) || self.is_blocked(&cp, &dp) || self.is_blocked(&dp, &cp)
                 });
@@ -707,6 +955,12 @@ impl<'a> Runner<'a> {
                     .observe(i, cut, now, incarnation, current.as_deref())
             {
                 self.violation("cut_off", detail);
+            }
+            if let Some(detail) =
+                self.cut_off_routes
+                    .observe(i, cut, now, incarnation, current.as_deref())
+            {
+                self.violation(invariants::cut_off_routes::NAME, detail);
             }
         }
     }
@@ -725,6 +979,23 @@ impl<'a> Runner<'a> {
             self.sc.clients,
             self.sc.chaos
         ));
+        if self.sc.spare {
+            let spare = cp_name(self.sc.cps);
+            let dps: Vec<&str> = self
+                .sc
+                .dps
+                .iter()
+                .filter(|d| {
+                    d.addresses
+                        .iter()
+                        .any(|a| a.starts_with(&format!("{spare}:")))
+                })
+                .map(|d| d.name.as_str())
+                .collect();
+            self.note(format!(
+                "scenario: spare {spare} outside the group, known to DPs {dps:?}"
+            ));
+        }
         let ok = self.boot() && self.advance_until(BOOT + self.sc.chaos);
         let mut converged_after = None;
         if ok {
@@ -782,7 +1053,8 @@ impl<'a> Runner<'a> {
     fn converge(&mut self, healed: Duration) -> Option<Duration> {
         let deadline = healed + CONVERGENCE_BOUND;
         loop {
-            let pending_dp = invariants::convergence::pending(&self.cps, &self.dps);
+            let mut pending_dp = invariants::convergence::pending(&self.cps, &self.dps);
+            pending_dp.extend(self.membership_pending());
             let pending_rows = invariants::data_planes::pending(&self.cps, &self.dps);
             if pending_dp.is_empty() && pending_rows.is_empty() {
                 let after = self.now() - healed;

@@ -1,6 +1,7 @@
 //! openraft glue for tidegate's control plane: the type config, the replicated state
 //! machine over `tidegate_state::Machine`, a sled store for CPs and an in-memory store
-//! for the simulator, and the runtime that makes elections replayable from a seed.
+//! for tests and the simulator (optionally losing un-synced writes on a crash), and the
+//! runtime that makes elections replayable from a seed.
 //!
 //! ```text
 //!   client_write(Command) ──▶ log store (sled | memory) ──committed──▶ StateMachine::apply
@@ -18,6 +19,7 @@
 
 mod mem;
 pub mod network;
+pub mod planted;
 mod runtime;
 mod sled_store;
 mod sm;

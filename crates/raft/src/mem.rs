@@ -1,14 +1,27 @@
-//! An in-memory log store and state machine, for the deterministic simulator.
+//! An in-memory log store and state machine, for tests and the deterministic simulator.
 //!
 //! Everything durable lives in a [`MemStorage`] handle: a simulated node "crashes" by
 //! dropping its Raft and restarts with [`MemStorage::open`] on the same handle, exactly as
-//! a sled node reopens its directory. A write counts as durable once `append` has called
-//! the `LogFlushed` callback, which here is immediately.
+//! a sled node reopens its directory.
+//!
+//! Two disks:
+//!
+//! - [`MemStorage::new`]: every write is durable at once (`append` calls the
+//!   `LogFlushed` callback immediately). For openraft's suite and cluster tests.
+//! - [`MemStorage::with_fsync`]: a write becomes durable `fsync` of tokio time after it
+//!   is made visible, and [`MemStorage::crash`] drops whatever was not durable yet, as a
+//!   power loss does. A crash can land between a write and its durability, so a store
+//!   that acknowledged too early loses acknowledged entries; the simulator runs this one.
+//!
+//! In both, the state machine's snapshots are durable when saved (the sled store's are
+//! a write and a flush before the call returns), and the committed index is kept at once:
+//! openraft treats it as a hint that it can re-derive.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -16,12 +29,43 @@ use openraft::{OptionalSend, RaftLogReader};
 use crate::sm::{SnapshotStore, StateMachine, StoredSnapshot, DEFAULT_EVENT_TAIL};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
-#[derive(Default)]
-struct MemData {
-    log: BTreeMap<u64, Entry>,
+/// The log and the vote, as one view of the disk sees them.
+#[derive(Clone, Default)]
+struct Log {
+    entries: BTreeMap<u64, Entry>,
     vote: Option<Vote>,
     committed: Option<LogId>,
     last_purged: Option<LogId>,
+}
+
+impl Log {
+    fn append(&mut self, entries: &[Entry]) {
+        for e in entries {
+            self.entries.insert(e.log_id.index, e.clone());
+        }
+    }
+
+    fn truncate(&mut self, index: u64) {
+        let _removed = self.entries.split_off(&index);
+    }
+
+    fn purge(&mut self, log_id: LogId) {
+        if self.last_purged < Some(log_id) {
+            self.last_purged = Some(log_id);
+        }
+        self.entries = match log_id.index.checked_add(1) {
+            Some(next) => self.entries.split_off(&next),
+            None => BTreeMap::new(),
+        };
+    }
+}
+
+#[derive(Default)]
+struct MemData {
+    /// What reads see: written, maybe not durable yet.
+    visible: Log,
+    /// What survives [`MemStorage::crash`].
+    durable: Log,
     snapshot: Option<StoredSnapshot>,
 }
 
@@ -29,13 +73,32 @@ struct MemData {
 #[derive(Clone, Default)]
 pub struct MemStorage {
     data: Arc<Mutex<MemData>>,
+    /// None: durable at once. Some: durable after this much time, lost by a crash before.
+    fsync: Option<Duration>,
 }
 
 pub type MemStateMachine = StateMachine<MemStorage>;
 
 impl MemStorage {
+    /// A disk on which every write is durable at once.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A disk on which a log or vote write becomes durable after `fsync` of tokio time,
+    /// and which loses what is not durable yet when [`Self::crash`] is called.
+    pub fn with_fsync(fsync: Duration) -> Self {
+        MemStorage {
+            data: Arc::default(),
+            fsync: Some(fsync),
+        }
+    }
+
+    /// Power loss: every log and vote write not yet durable is gone. Call it when the
+    /// node's tasks are dropped (a write in progress then never becomes durable).
+    pub fn crash(&self) {
+        let mut d = self.lock();
+        d.visible = d.durable.clone();
     }
 
     /// A log store and a state machine on this storage, as after a restart.
@@ -56,9 +119,29 @@ impl MemStorage {
         ))
     }
 
+    /// The log entries the running node sees, in index order.
+    pub fn log_entries(&self) -> Vec<Entry> {
+        self.lock().visible.entries.values().cloned().collect()
+    }
+
+    /// The last log id purged behind a snapshot, if any.
+    pub fn last_purged(&self) -> Option<LogId> {
+        self.lock().visible.last_purged
+    }
+
     fn lock(&self) -> MutexGuard<'_, MemData> {
         // Critical sections here run no foreign code, so poison carries no torn state.
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes `write` visible now and durable after the fsync delay. A crash before the
+    /// delay ends drops this future, and with it the durable half of the write.
+    async fn write(&self, write: impl Fn(&mut Log)) {
+        write(&mut self.lock().visible);
+        if let Some(fsync) = self.fsync {
+            tokio::time::sleep(fsync).await;
+        }
+        write(&mut self.lock().durable);
     }
 }
 
@@ -66,10 +149,12 @@ impl Debug for MemStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let d = self.lock();
         f.debug_struct("MemStorage")
-            .field("entries", &d.log.len())
-            .field("vote", &d.vote)
-            .field("committed", &d.committed)
-            .field("last_purged", &d.last_purged)
+            .field("entries", &d.visible.entries.len())
+            .field("durable_entries", &d.durable.entries.len())
+            .field("vote", &d.visible.vote)
+            .field("committed", &d.visible.committed)
+            .field("last_purged", &d.visible.last_purged)
+            .field("fsync", &self.fsync)
             .finish()
     }
 }
@@ -102,7 +187,8 @@ impl RaftLogReader<TypeConfig> for MemLogStore {
         Ok(self
             .storage
             .lock()
-            .log
+            .visible
+            .entries
             .range(lo..=hi)
             .map(|(_, e)| e.clone())
             .collect())
@@ -114,10 +200,10 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let d = self.storage.lock();
-        let last = d.log.last_key_value().map(|(_, e)| e.log_id);
+        let last = d.visible.entries.last_key_value().map(|(_, e)| e.log_id);
         Ok(LogState {
-            last_purged_log_id: d.last_purged,
-            last_log_id: last.or(d.last_purged),
+            last_purged_log_id: d.visible.last_purged,
+            last_log_id: last.or(d.visible.last_purged),
         })
     }
 
@@ -126,21 +212,24 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.storage.lock().vote = Some(*vote);
+        let vote = *vote;
+        self.storage.write(|l| l.vote = Some(vote)).await;
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.storage.lock().vote)
+        Ok(self.storage.lock().visible.vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.storage.lock().committed = committed;
+        let mut d = self.storage.lock();
+        d.visible.committed = committed;
+        d.durable.committed = committed;
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.storage.lock().committed)
+        Ok(self.storage.lock().visible.committed)
     }
 
     async fn append<I>(
@@ -152,31 +241,30 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        {
-            let mut d = self.storage.lock();
-            for e in entries {
-                d.log.insert(e.log_id.index, e);
-            }
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let (Some(fsync), true) = (self.storage.fsync, crate::planted::early_ack()) {
+            // Planted bug: acknowledged as soon as visible, durable only much later.
+            self.storage.lock().visible.append(&entries);
+            callback.log_io_completed(Ok(()));
+            let storage = self.storage.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(fsync * 40).await;
+                storage.lock().durable.append(&entries);
+            });
+            return Ok(());
         }
+        self.storage.write(|l| l.append(&entries)).await;
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut d = self.storage.lock();
-        let _removed = d.log.split_off(&log_id.index);
+        self.storage.write(|l| l.truncate(log_id.index)).await;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut d = self.storage.lock();
-        if d.last_purged < Some(log_id) {
-            d.last_purged = Some(log_id);
-        }
-        d.log = match log_id.index.checked_add(1) {
-            Some(next) => d.log.split_off(&next),
-            None => BTreeMap::new(),
-        };
+        self.storage.write(|l| l.purge(log_id)).await;
         Ok(())
     }
 }

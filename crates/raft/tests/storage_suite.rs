@@ -1,6 +1,6 @@
 //! openraft's storage conformance suite against both stores.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
@@ -14,6 +14,17 @@ struct MemBuilder;
 impl StoreBuilder<TypeConfig, MemLogStore, MemStateMachine> for MemBuilder {
     async fn build(&self) -> Result<((), MemLogStore, MemStateMachine), StorageError> {
         let (log, sm) = MemStorage::new().open()?;
+        Ok(((), log, sm))
+    }
+}
+
+/// The simulator's disk: writes durable after an fsync delay (zero here: the suite runs
+/// on real time), lost by a crash before.
+struct MemFsyncBuilder;
+
+impl StoreBuilder<TypeConfig, MemLogStore, MemStateMachine> for MemFsyncBuilder {
+    async fn build(&self) -> Result<((), MemLogStore, MemStateMachine), StorageError> {
+        let (log, sm) = MemStorage::with_fsync(Duration::ZERO).open()?;
         Ok(((), log, sm))
     }
 }
@@ -34,6 +45,11 @@ fn memory_store_passes_the_openraft_suite() {
     let start = Instant::now();
     Suite::test_all(MemBuilder).unwrap();
     eprintln!("memory store suite: {:?}", start.elapsed());
+}
+
+#[test]
+fn memory_store_with_fsync_delay_passes_the_openraft_suite() {
+    Suite::test_all(MemFsyncBuilder).unwrap();
 }
 
 #[test]

@@ -9,6 +9,7 @@ use crate::sim::Runner;
 pub mod acked_writes;
 pub mod convergence;
 pub mod cut_off;
+pub mod cut_off_routes;
 pub mod data_planes;
 pub mod dp_version;
 pub mod incompatible;

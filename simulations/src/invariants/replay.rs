@@ -39,7 +39,7 @@ impl Replay {
                 crate::scenario::cp_name(cp.index)
             ));
         }
-        let entries = cp.disk.visible_entries();
+        let entries = cp.disk.log_entries();
         let _disarmed = crate::Disarm::state();
         let mut machine = Machine::new();
         let mut mirror = ConfigState::new();
