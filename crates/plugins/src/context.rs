@@ -57,6 +57,16 @@ pub struct Credential {
     pub identifier: String,
 }
 
+/// The plugin instance whose access phase is running: Kong's `kong.plugin.get_id()` and
+/// the `route_id` / `service_id` Kong adds to a plugin's conf (rate-limiting keys its
+/// counters by them, so that every DP names a counter the same way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginScope {
+    pub id: Uuid,
+    pub route: Option<Uuid>,
+    pub service: Option<Uuid>,
+}
+
 /// Where the response the response phases see came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseSource {
@@ -83,6 +93,8 @@ pub struct Ctx<'a> {
     pub authenticated_groups: Option<Arc<[String]>>,
     /// The consumers and credentials of this config version.
     pub consumers: &'a Consumers,
+    /// Set by the runner before each instance's access phase.
+    pub plugin: PluginScope,
     /// Seconds since the Unix epoch when the request arrived (credential TTLs, rate-limit
     /// windows).
     pub now: f64,
@@ -112,6 +124,7 @@ impl<'a> Ctx<'a> {
             credential: None,
             authenticated_groups: None,
             consumers,
+            plugin: PluginScope::default(),
             now,
             response_headers: HeaderMap::new(),
             response_source: ResponseSource::Upstream,

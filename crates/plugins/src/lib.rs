@@ -27,8 +27,8 @@ mod set;
 
 pub use body::{collect, BodyError, BoxBody, BoxError, RequestBody};
 pub use consumers::{BasicCredential, ConsumerInfo, Consumers, KeyCredential};
-pub use context::{Credential, Ctx, Protocol, Req, ResponseSource};
+pub use context::{Credential, Ctx, PluginScope, Protocol, Req, ResponseSource};
 pub use phase::{Access, Exit, ExitBody, Flow, PhaseFuture, Plugin};
-pub use registry::{Factory, Registry};
+pub use registry::{custom_config, register_custom, Factory, Registry};
 pub use runtime::Runtime;
 pub use set::{Inst, PluginSet, Ran};

@@ -46,6 +46,15 @@ impl Registry {
         r
     }
 
+    /// The bundled plugins and those a custom build registered with [`register_custom`].
+    pub fn installed() -> Self {
+        let mut r = Self::bundled();
+        for f in CUSTOM.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            r.factories.insert(f.name(), f.clone());
+        }
+        r
+    }
+
     /// Adds (or replaces) a plugin.
     pub fn register(&mut self, f: impl Factory) -> &mut Self {
         self.factories.insert(f.name(), Arc::new(f));
@@ -68,5 +77,30 @@ impl Registry {
             .values()
             .map(|f| (f.name().to_string(), f.version().to_string()))
             .collect()
+    }
+}
+
+static CUSTOM: std::sync::RwLock<Vec<Arc<dyn Factory>>> = std::sync::RwLock::new(Vec::new());
+
+/// Adds a custom plugin's runtime to every [`Registry::installed`] made afterwards. Its
+/// schema goes to `tidegate_model::plugins::register_custom`; a custom build's `main`
+/// calls both before starting the node (see the example plugin crate).
+pub fn register_custom(f: impl Factory) {
+    let mut all = CUSTOM.write().unwrap_or_else(|p| p.into_inner());
+    all.retain(|g| g.name() != f.name());
+    all.push(Arc::new(f));
+}
+
+/// A custom plugin's config, read into the plugin's own type once per config version.
+pub fn custom_config<T: serde::de::DeserializeOwned>(config: &PluginConfig) -> Result<T, String> {
+    match config {
+        PluginConfig::Custom(c) => {
+            serde_json::from_value(serde_json::Value::Object(c.config.clone()))
+                .map_err(|e| format!("config of '{}': {e}", c.name))
+        }
+        other => Err(format!(
+            "expected a custom plugin's config, got '{}'",
+            other.name()
+        )),
     }
 }

@@ -16,7 +16,7 @@ use tidegate_state::ConfigState;
 use uuid::Uuid;
 
 use crate::consumers::Consumers;
-use crate::context::{Ctx, Protocol, Req};
+use crate::context::{Ctx, PluginScope, Protocol, Req};
 use crate::phase::{Access, Exit, Flow, Plugin};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -28,6 +28,9 @@ pub struct Inst {
     pub name: &'static str,
     pub plugin: Arc<dyn Plugin>,
     protocols: u8,
+    /// The instance's own scope (not the request's).
+    route: Option<Uuid>,
+    service: Option<Uuid>,
 }
 
 #[derive(Default)]
@@ -100,6 +103,8 @@ impl PluginSet {
                 name,
                 plugin,
                 protocols,
+                route: p.route.map(|f| f.id),
+                service: p.service.map(|f| f.id),
             };
             let slot = slots.entry(name).or_insert_with(|| Slot {
                 name,
@@ -175,24 +180,35 @@ impl PluginSet {
         (found.protocols & cx.protocol.bit() != 0).then_some(found)
     }
 
-    /// The access phase, in priority order. Returns the instances that ran and, when one
-    /// answered the request itself, its response.
+    /// The access phase, in priority order. Returns the instances that apply to the
+    /// request and, when one answered the request itself, its response. As in Kong
+    /// (`delay_response`), the instances after an exit do not run their access phase
+    /// but are still collected, so their response phases see the exit's response
+    /// (response-transformer on a 403, cors headers on a 401).
     pub async fn access(&self, cx: &mut Ctx<'_>, req: &mut Req) -> (Ran, Option<Exit>) {
         let mut ran = Vec::new();
+        let mut exit = None;
         for i in 0..self.slots.len() {
             let Some(inst) = self.resolve(i, cx).cloned() else {
                 continue;
             };
-            let flow = match inst.plugin.access(cx, req) {
-                Access::Done(f) => f,
-                Access::Pending(fut) => fut.await,
-            };
-            ran.push(inst);
-            if let Flow::Exit(e) = flow {
-                return (ran, Some(e));
+            if exit.is_none() {
+                cx.plugin = PluginScope {
+                    id: inst.id,
+                    route: inst.route,
+                    service: inst.service,
+                };
+                let flow = match inst.plugin.access(cx, req) {
+                    Access::Done(f) => f,
+                    Access::Pending(fut) => fut.await,
+                };
+                if let Flow::Exit(e) = flow {
+                    exit = Some(e);
+                }
             }
+            ran.push(inst);
         }
-        (ran, None)
+        (ran, exit)
     }
 
     /// Response headers for the instances that ran; `cx.response_headers` are added

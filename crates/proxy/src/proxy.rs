@@ -226,6 +226,7 @@ impl Cx<'_> {
         };
         let mut query = parts.uri.query().map(str::to_string);
         let mut path_override = None;
+        let mut host_override = None;
 
         // The access phase; its instances take part in the response phases.
         let plugins = &self.config.plugins;
@@ -247,6 +248,7 @@ impl Cx<'_> {
             );
             cx.route_id = Some(m.route.id);
             cx.service_id = Some(service.id);
+            let host_before = parts.headers.get(header::HOST).cloned();
             let mut preq = Req {
                 method: parts.method.clone(),
                 path: target.split('?').next().unwrap_or("/").to_string(),
@@ -264,6 +266,15 @@ impl Cx<'_> {
             parts.headers = preq.headers;
             query = preq.query;
             path_override = preq.upstream_path;
+            // A Host a plugin set (request-transformer's `replace.headers`) is the
+            // upstream Host, as `kong.service.request.set_header("Host")` sets Kong's
+            // `upstream_host`.
+            host_override = parts
+                .headers
+                .get(header::HOST)
+                .filter(|h| Some(*h) != host_before.as_ref())
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string);
             body = preq.body.into_body();
             run = Some((cx, ran));
         }
@@ -293,13 +304,16 @@ impl Cx<'_> {
             let h = outbound.headers_mut();
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let preserve = m.route.preserve_host.then_some(host.as_deref()).flatten();
+        let preserve =
+            host_override
+                .as_deref()
+                .or(m.route.preserve_host.then_some(host.as_deref()).flatten());
         let Sent {
             mut resp,
             in_flight,
             upstream_latency,
             proxy_latency,
-        } = self
+        } = match self
             .send_with_retries(
                 &service,
                 outbound,
@@ -307,7 +321,11 @@ impl Cx<'_> {
                 preserve,
                 hash.as_deref(),
             )
-            .await?;
+            .await
+        {
+            Ok(sent) => sent,
+            Err(e) => return self.failed(e, run),
+        };
 
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
             let upstream = hyper::upgrade::on(&mut resp);
@@ -345,7 +363,7 @@ impl Cx<'_> {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, limit, "upstream body not transformed: reading it failed or it is larger than the limit");
-                    return Err(ProxyError::BadResponseBody);
+                    return self.failed(ProxyError::BadResponseBody, Some((cx, ran)));
                 }
             };
             PluginSet::response_body(&ran, &mut cx, &parts, &mut bytes);
@@ -357,6 +375,24 @@ impl Cx<'_> {
         } else {
             body
         };
+        PluginSet::log(&ran, &cx, &parts);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// A failure after the access phase: Kong's error response, through the response
+    /// phases of the plugins that apply (cors headers on a 502, as in Kong).
+    fn failed(
+        &self,
+        e: ProxyError,
+        run: Option<(Ctx<'_>, Ran)>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let Some((mut cx, ran)) = run else {
+            return Err(e);
+        };
+        tracing::debug!(error = %e, source = ?e.source(), request_id = self.request_id, "request failed");
+        cx.response_source = ResponseSource::Proxy;
+        let (mut parts, body) = self.exit(e.status(), Some(e.message())).into_parts();
+        PluginSet::response_headers(&ran, &mut cx, &mut parts);
         PluginSet::log(&ran, &cx, &parts);
         Ok(Response::from_parts(parts, body))
     }

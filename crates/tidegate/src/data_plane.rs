@@ -75,7 +75,7 @@ fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current>
 /// registers its own plugins here too (see the README), so that the DP both runs them
 /// and advertises them to the CP.
 pub fn plugin_registry(settings: &Settings) -> tidegate_plugins::Registry {
-    let mut r = tidegate_plugins::Registry::bundled();
+    let mut r = tidegate_plugins::Registry::installed();
     r.retain(&settings.plugins);
     r
 }

@@ -1,5 +1,7 @@
-//! The `tidegate` binary: the command line, and (as the roles land) settings and the
-//! wiring of control plane, data plane and traditional mode.
+//! The `tidegate` binary as a library: the command line, settings and the wiring of
+//! control plane, data plane and traditional mode. `src/main.rs` only calls [`main`]; a
+//! custom build (one that installs its own plugins, see `crates/plugin-example`) does
+//! the same after registering them.
 
 mod config_cmd;
 mod data_plane;
@@ -64,7 +66,10 @@ fn start(
     Ok(ExitCode::SUCCESS)
 }
 
-fn main() -> ExitCode {
+/// Runs the command line. Plugins registered before this call
+/// (`tidegate_model::plugins::register_custom` and `tidegate_plugins::register_custom`)
+/// are installed on this node like the bundled ones.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => {

@@ -825,7 +825,10 @@ fn a_custom_plugin_is_read_through_its_schema_and_round_trips() {
 
     let c = ok("x-test-greeting", json!({}));
     assert_eq!(c.name(), "x-test-greeting");
-    assert_eq!(serde_json::to_value(&c).unwrap(), json!({"greeting": "hello"}));
+    assert_eq!(
+        serde_json::to_value(&c).unwrap(),
+        json!({"greeting": "hello"})
+    );
     let bytes = postcard::to_allocvec(&c).unwrap();
     let back: PluginConfig = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(back, c);

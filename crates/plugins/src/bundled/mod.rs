@@ -10,8 +10,17 @@ use crate::phase::Plugin;
 use crate::registry::{Factory, Registry};
 use crate::runtime::Runtime;
 
+pub mod acl;
+pub mod basic_auth;
 pub mod correlation_id;
+pub mod cors;
+pub mod ip_restriction;
+pub mod key_auth;
+pub mod rate_limiting;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 
 /// What building one instance gives.
 pub type Built = Result<Arc<dyn Plugin>, String>;
@@ -58,6 +67,15 @@ macro_rules! bundled {
 pub(crate) fn register_all(r: &mut Registry) {
     bundled! { r;
         CorrelationId => correlation_id,
+        Cors => cors,
+        KeyAuth => key_auth,
+        BasicAuth => basic_auth,
+        Acl => acl,
+        RateLimiting => rate_limiting,
         RequestTermination => request_termination,
+        IpRestriction => ip_restriction,
+        RequestSizeLimiting => request_size_limiting,
+        RequestTransformer => request_transformer,
+        ResponseTransformer => response_transformer,
     }
 }

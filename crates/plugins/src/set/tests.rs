@@ -18,6 +18,8 @@ fn inst(tag: &'static str, protocols: u8) -> Inst {
         name: "tag",
         plugin: Arc::new(Tag(tag)),
         protocols,
+        route: None,
+        service: None,
     }
 }
 

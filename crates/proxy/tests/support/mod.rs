@@ -81,6 +81,8 @@ pub struct Harness {
     pub http: SocketAddr,
     pub h2c: SocketAddr,
     pub https: SocketAddr,
+    /// An HTTP/1.1 listener on `[::1]`, when started with [`Harness::with_ipv6`].
+    pub http6: Option<SocketAddr>,
     pub configs: Configs,
     stop: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
@@ -92,6 +94,15 @@ impl Harness {
     }
 
     pub async fn with_options(doc: &str, options: ProxyOptions) -> Harness {
+        Self::launch(doc, options, false).await
+    }
+
+    /// Also listens on `[::1]` (plain HTTP/1.1), for clients with an IPv6 address.
+    pub async fn with_ipv6(doc: &str) -> Harness {
+        Self::launch(doc, ProxyOptions::default(), true).await
+    }
+
+    async fn launch(doc: &str, options: ProxyOptions, ipv6: bool) -> Harness {
         let mut configs = Configs::new();
         configs.import(doc);
         let proxy = Arc::new(
@@ -114,7 +125,17 @@ impl Harness {
             h2c.local_addr().unwrap(),
             https.local_addr().unwrap(),
         );
-        let listeners = vec![
+        let http6 = if ipv6 {
+            Some(
+                TcpListener::bind("[::1]:0")
+                    .await
+                    .expect("an IPv6 loopback"),
+            )
+        } else {
+            None
+        };
+        let http6_addr = http6.as_ref().map(|l| l.local_addr().unwrap());
+        let mut listeners = vec![
             Bound {
                 listener: http,
                 ssl: false,
@@ -131,6 +152,13 @@ impl Harness {
                 http2: true,
             },
         ];
+        if let Some(listener) = http6 {
+            listeners.push(Bound {
+                listener,
+                ssl: false,
+                http2: false,
+            });
+        }
         let stop = Arc::new(Notify::new());
         let (p, s) = (proxy.clone(), stop.clone());
         let task = tokio::spawn(async move {
@@ -143,6 +171,7 @@ impl Harness {
             http: addrs.0,
             h2c: addrs.1,
             https: addrs.2,
+            http6: http6_addr,
             configs,
             stop,
             task,
@@ -176,6 +205,11 @@ pub enum Mode {
     Hang,
     /// Waits for the notify, then echoes.
     Gate(Arc<Notify>),
+    /// Answers 200 with these headers and this body, whatever the request.
+    Reply {
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+    },
 }
 
 pub struct Upstream {
@@ -260,6 +294,15 @@ async fn upstream_answer(
         Mode::Hang => std::future::pending::<()>().await,
         Mode::Gate(n) => n.notified().await,
         Mode::Echo => {}
+        Mode::Reply { headers, body } => {
+            let mut b = Response::builder();
+            for (k, v) in *headers {
+                b = b.header(*k, *v);
+            }
+            return Ok(b
+                .body(Full::new(Bytes::from_static(body.as_bytes())))
+                .unwrap());
+        }
     }
     if req.headers().contains_key(hyper::header::UPGRADE) {
         let on = hyper::upgrade::on(&mut req);
@@ -339,6 +382,22 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
     send_on(tcp, req).await
 }
 
+/// One request with any body (a streamed one goes out chunked) over a new HTTP/1.1
+/// connection.
+pub async fn send_body<B>(addr: SocketAddr, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    collect(s.send_request(req).await.expect("proxy answers")).await
+}
+
 pub async fn send_on<I>(io: I, req: Request<Full<Bytes>>) -> Reply
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -391,4 +450,148 @@ where
 pub async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
+}
+
+// === redis ===
+
+/// A `redis-server` child process on a free loopback port, with no persistence; killed
+/// (and reaped) when dropped, so a failing test leaves no server behind.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one with `extra` settings (`["--requirepass", "x"]`) and waits until it
+    /// answers PING.
+    pub async fn start(extra: &[&str]) -> RedisServer {
+        // A free port may be taken between the check and redis binding it: then the
+        // server exits at once and another port is tried.
+        for _ in 0..10 {
+            let port = closed_port().await;
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server runs (Debian: apt-get install -y redis-server)");
+            let mut server = RedisServer {
+                port,
+                child: Some(child),
+            };
+            if server.wait_ready().await {
+                return server;
+            }
+            server.stop();
+        }
+        panic!("redis-server did not start on any of 10 ports");
+    }
+
+    async fn wait_ready(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+            if exited {
+                return false;
+            }
+            // PING before AUTH is refused with NOAUTH: an answer all the same.
+            if let Ok(r) = redis_command(self.port, &[], &["PING"]).await {
+                if r == "PONG" || r.starts_with("ERR NOAUTH") || r.starts_with("NOAUTH") {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Kills the server (SIGKILL) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// One command after `login` commands (AUTH, SELECT), on a new connection; the
+    /// reply as text (`nil` for a null bulk string, errors as their message).
+    pub async fn command(&self, login: &[&[&str]], args: &[&str]) -> String {
+        redis_command(self.port, login, args)
+            .await
+            .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `login` commands then `args` to 127.0.0.1:`port`; returns the last reply.
+async fn redis_command(port: u16, login: &[&[&str]], args: &[&str]) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut out = Vec::new();
+    for cmd in login.iter().copied().chain([args]) {
+        out.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
+        for a in cmd {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    s.write_all(&out).await?;
+    let mut buf = Vec::new();
+    let mut replies = Vec::new();
+    while replies.len() < login.len() + 1 {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .map_err(|_| std::io::Error::other("redis did not answer"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Simple replies, integers and bulk strings are all this needs to read.
+        while let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[1..end]).to_string();
+            let (reply, used) = match buf[0] {
+                b'$' => {
+                    let len: i64 = line.parse().unwrap_or(-1);
+                    if len < 0 {
+                        ("nil".to_string(), end + 2)
+                    } else if buf.len() >= end + 2 + len as usize + 2 {
+                        let start = end + 2;
+                        (
+                            String::from_utf8_lossy(&buf[start..start + len as usize]).to_string(),
+                            start + len as usize + 2,
+                        )
+                    } else {
+                        break;
+                    }
+                }
+                _ => (line, end + 2),
+            };
+            buf.drain(..used);
+            replies.push(reply);
+        }
+    }
+    Ok(replies.pop().unwrap_or_default())
+}
+
+/// A TCP listener that accepts connections and never answers (a hung server).
+pub async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (port, task)
 }

@@ -1,0 +1,329 @@
+//! ip-restriction: refuses clients by address. The deny list is checked first, then the
+//! allow list; a client in neither passes only when there is no allow list.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tidegate_model::plugins::ip_restriction::IpRestrictionConfig;
+use tidegate_model::typedefs::parse_cidr;
+
+use crate::context::{Ctx, Req};
+use crate::phase::{Access, Exit, Plugin};
+use crate::runtime::Runtime;
+
+/// Kong's default status when `status` is unset.
+const DEFAULT_STATUS: u16 = 403;
+
+pub struct IpRestriction {
+    deny: Option<Matcher>,
+    allow: Option<Matcher>,
+    refusal: Refusal,
+}
+
+/// What a refused client gets.
+enum Refusal {
+    /// `status` with `message`, or with Kong's message naming the address.
+    Error {
+        status: u16,
+        message: Option<String>,
+    },
+    /// A `status` outside 400–599: `kong.response.error` throws on it, so Kong answers
+    /// with its runtime-error response instead.
+    Unusable,
+}
+
+/// Addresses and CIDR ranges, grouped by prefix length, so that a lookup costs one hash
+/// probe per distinct length (what lua-resty-ipmatcher does), whatever the list's size.
+#[derive(Debug, Default)]
+struct Matcher {
+    v4: Vec<(u32, HashSet<u32>)>,
+    v6: Vec<(u32, HashSet<u128>)>,
+}
+
+pub fn build(c: &IpRestrictionConfig, _rt: &Runtime) -> Result<Arc<dyn Plugin>, String> {
+    Ok(Arc::new(IpRestriction::new(c)?))
+}
+
+// === impl Matcher ===
+
+impl Matcher {
+    /// `None` for an empty list, which Kong skips.
+    fn build(list: &[String]) -> Result<Option<Matcher>, String> {
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let mut m = Matcher::default();
+        for entry in list {
+            let (ip, len) =
+                parse_cidr(entry).ok_or_else(|| format!("invalid ip or cidr range: '{entry}'"))?;
+            let len = u32::from(len);
+            match ip {
+                IpAddr::V4(a) => {
+                    let net = u32::from(a) & mask32(len);
+                    insert(&mut m.v4, len, net);
+                }
+                IpAddr::V6(a) => {
+                    let net = u128::from(a) & mask128(len);
+                    insert(&mut m.v6, len, net);
+                }
+            }
+        }
+        Ok(Some(m))
+    }
+
+    fn matches(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.v4
+                    .iter()
+                    .any(|(len, nets)| nets.contains(&(a & mask32(*len))))
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.v6
+                    .iter()
+                    .any(|(len, nets)| nets.contains(&(a & mask128(*len))))
+            }
+        }
+    }
+}
+
+fn insert<T: std::hash::Hash + Eq>(groups: &mut Vec<(u32, HashSet<T>)>, len: u32, net: T) {
+    match groups.iter_mut().find(|(l, _)| *l == len) {
+        Some((_, nets)) => {
+            nets.insert(net);
+        }
+        None => groups.push((len, HashSet::from([net]))),
+    }
+}
+
+fn mask32(len: u32) -> u32 {
+    u32::MAX.checked_shl(32 - len).unwrap_or(0)
+}
+
+fn mask128(len: u32) -> u128 {
+    u128::MAX.checked_shl(128 - len).unwrap_or(0)
+}
+
+// === impl IpRestriction ===
+
+impl IpRestriction {
+    fn new(c: &IpRestrictionConfig) -> Result<IpRestriction, String> {
+        let refusal = match c.status {
+            None => Refusal::Error {
+                status: DEFAULT_STATUS,
+                message: c.message.clone(),
+            },
+            Some(s) if s.fract() == 0.0 && (400.0..=599.0).contains(&s) => Refusal::Error {
+                status: s as u16,
+                message: c.message.clone(),
+            },
+            Some(s) => {
+                tracing::warn!(
+                    status = s,
+                    "ip-restriction: status is not within 400-599; refused clients get a 500, as in Kong"
+                );
+                Refusal::Unusable
+            }
+        };
+        Ok(IpRestriction {
+            deny: Matcher::build(c.deny.as_deref().unwrap_or_default())?,
+            allow: Matcher::build(c.allow.as_deref().unwrap_or_default())?,
+            refusal,
+        })
+    }
+
+    fn allowed(&self, ip: IpAddr) -> bool {
+        if self.deny.as_ref().is_some_and(|d| d.matches(ip)) {
+            return false;
+        }
+        self.allow.as_ref().is_none_or(|a| a.matches(ip))
+    }
+
+    fn refuse(&self, ip: IpAddr) -> Exit {
+        match &self.refusal {
+            Refusal::Error { status, message } => Exit::error(
+                *status,
+                match message {
+                    Some(m) => m.clone(),
+                    None => format!("IP address not allowed: {ip}"),
+                },
+            ),
+            Refusal::Unusable => Exit::error(500, "An unexpected error occurred"),
+        }
+    }
+}
+
+impl Plugin for IpRestriction {
+    fn access<'a>(&'a self, cx: &'a mut Ctx<'_>, _req: &'a mut Req) -> Access<'a> {
+        // A client on an IPv4-mapped IPv6 address (a dual-stack listener) is matched
+        // and named by its IPv4 address, as nginx on an IPv4 listener sees it.
+        let ip = cx.client_ip.to_canonical();
+        if self.allowed(ip) {
+            Access::CONTINUE
+        } else {
+            Access::exit(self.refuse(ip))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tidegate_model::plugins::PluginConfig;
+
+    use super::*;
+    use crate::body::RequestBody;
+    use crate::consumers::Consumers;
+    use crate::context::Protocol;
+    use crate::phase::{ExitBody, Flow};
+
+    fn plugin(config: serde_json::Value) -> IpRestriction {
+        let Some(Ok(PluginConfig::IpRestriction(c))) =
+            PluginConfig::read("ip-restriction", Some(&config))
+        else {
+            panic!("invalid test config {config}");
+        };
+        IpRestriction::new(&c).expect("builds")
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn deny_then_allow_over_v4_and_v6() {
+        let cases: &[(serde_json::Value, &[(&str, bool)])] = &[
+            (
+                json!({"deny": ["127.0.0.1", "127.0.0.2"]}),
+                &[("127.0.0.1", false), ("127.0.0.3", true), ("::1", true)],
+            ),
+            (
+                json!({"allow": ["127.0.0.2"]}),
+                &[("127.0.0.1", false), ("127.0.0.2", true)],
+            ),
+            (
+                json!({"deny": ["127.0.0.0/24"]}),
+                &[("127.0.0.255", false), ("127.0.1.0", true)],
+            ),
+            // Host bits in a range are ignored, as ipmatcher masks them.
+            (
+                json!({"allow": ["10.1.2.3/8"]}),
+                &[("10.200.0.1", true), ("11.0.0.1", false)],
+            ),
+            (
+                json!({"allow": ["0.0.0.0/0"]}),
+                &[("1.2.3.4", true), ("::1", false)],
+            ),
+            // Deny wins over allow, for a single address and for a range.
+            (
+                json!({"allow": ["127.0.0.1"], "deny": ["127.0.0.1"]}),
+                &[("127.0.0.1", false)],
+            ),
+            (
+                json!({"allow": ["127.0.0.0/24"], "deny": ["127.0.0.1"]}),
+                &[
+                    ("127.0.0.1", false),
+                    ("127.0.0.2", true),
+                    ("127.0.1.1", false),
+                ],
+            ),
+            (
+                json!({"deny": ["2001:db8::/32", "::1"]}),
+                &[
+                    ("2001:db8:ffff::1", false),
+                    ("2001:db9::1", true),
+                    ("::1", false),
+                    ("::2", true),
+                    ("127.0.0.1", true),
+                ],
+            ),
+            (
+                json!({"allow": ["fe80::/10", "192.168.0.0/16"]}),
+                &[
+                    ("fe80::1", true),
+                    ("febf::1", true),
+                    ("fec0::1", false),
+                    ("192.168.44.1", true),
+                    ("::ffff:192.168.1.1", false),
+                ],
+            ),
+            (
+                json!({"allow": ["::/0"]}),
+                &[("::", true), ("ffff::1", true)],
+            ),
+            (
+                json!({"allow": ["2001:db8::1/128"]}),
+                &[("2001:db8::1", true), ("2001:db8::2", false)],
+            ),
+        ];
+        for (config, checks) in cases {
+            let p = plugin(config.clone());
+            for (addr, expected) in *checks {
+                assert_eq!(p.allowed(ip(addr)), *expected, "{config} with {addr}");
+            }
+        }
+    }
+
+    fn run(p: &IpRestriction, client: &str) -> Option<Exit> {
+        let consumers = Consumers::default();
+        let mut cx = Ctx::new("id", ip(client), Protocol::Http, &consumers, 0.0);
+        let mut req = Req {
+            method: http::Method::GET,
+            path: "/".into(),
+            query: None,
+            headers: http::HeaderMap::new(),
+            body: RequestBody::Buffered(Default::default()),
+            upstream_path: None,
+        };
+        let out = match p.access(&mut cx, &mut req) {
+            Access::Done(Flow::Continue) => None,
+            Access::Done(Flow::Exit(e)) => Some(e),
+            Access::Pending(_) => panic!("ip-restriction decides at once"),
+        };
+        out
+    }
+
+    fn message(e: &Exit) -> &str {
+        match &e.body {
+            ExitBody::Error(m) => m,
+            other => panic!("not kong.response.error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_carry_kongs_status_and_message() {
+        let p = plugin(json!({"deny": ["127.0.0.1", "::1"]}));
+        let e = run(&p, "127.0.0.1").expect("refused");
+        assert_eq!(e.status, 403);
+        assert_eq!(message(&e), "IP address not allowed: 127.0.0.1");
+        let e = run(&p, "::1").expect("refused");
+        assert_eq!(message(&e), "IP address not allowed: ::1");
+        // A mapped address is named and matched as IPv4.
+        let e = run(&p, "::ffff:127.0.0.1").expect("refused");
+        assert_eq!(message(&e), "IP address not allowed: 127.0.0.1");
+        assert!(run(&p, "127.0.0.2").is_none());
+
+        let p = plugin(json!({"deny": ["127.0.0.0/24"], "status": 401, "message": "Forbidden"}));
+        let e = run(&p, "127.0.0.9").expect("refused");
+        assert_eq!(e.status, 401);
+        assert_eq!(message(&e), "Forbidden");
+
+        let p = plugin(json!({"deny": ["127.0.0.1"], "status": 302}));
+        let e = run(&p, "127.0.0.1").expect("refused");
+        assert_eq!(e.status, 500);
+        assert_eq!(message(&e), "An unexpected error occurred");
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask32(0), 0);
+        assert_eq!(mask32(8), 0xff00_0000);
+        assert_eq!(mask32(32), u32::MAX);
+        assert_eq!(mask128(0), 0);
+        assert_eq!(mask128(128), u128::MAX);
+        assert_eq!(mask128(1), 1 << 127);
+    }
+}
