@@ -375,63 +375,31 @@ fn normalize(origin: &str) -> Normalized<'_> {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tidegate_model::plugins::PluginConfig;
 
     use super::*;
-    use crate::body::RequestBody;
+    use crate::bundled::testing;
     use crate::consumers::Consumers;
-    use crate::context::Protocol;
     use crate::phase::{ExitBody, Flow};
 
     fn plugin(config: serde_json::Value) -> Cors {
-        let Some(Ok(PluginConfig::Cors(c))) = PluginConfig::read("cors", Some(&config)) else {
-            panic!("invalid test config {config}");
-        };
-        Cors::new(&c).expect("builds")
+        Cors::new(&testing::typed_config!(Cors, "cors", config)).expect("builds")
     }
 
     fn req(method: Method, headers: &[(&str, &str)]) -> Req {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Req {
-            method,
-            path: "/".into(),
-            query: None,
-            headers: h,
-            body: RequestBody::Buffered(Default::default()),
-            upstream_path: None,
-        }
+        testing::req(method, "/", None, headers, testing::buffered(""))
     }
 
     /// The headers a request gets back: a preflight's own response, or what the
     /// response phase adds to an upstream response with `upstream` headers.
     fn respond(p: &Cors, r: &mut Req, upstream: &[(&str, &str)]) -> (u16, HeaderMap) {
         let consumers = Consumers::default();
-        let mut cx = Ctx::new(
-            "id",
-            "127.0.0.1".parse().unwrap(),
-            Protocol::Http,
-            &consumers,
-            0.0,
-        );
-        let (status, headers) = match p.access(&mut cx, r) {
-            Access::Done(Flow::Exit(e)) => {
+        let mut cx = testing::cx(&consumers);
+        let (status, headers) = match testing::access_now(p, &mut cx, r, "cors") {
+            Flow::Exit(e) => {
                 assert!(matches!(e.body, ExitBody::Empty));
                 (e.status.as_u16(), e.headers)
             }
-            Access::Done(Flow::Continue) => {
-                let mut b = http::Response::builder();
-                for (k, v) in upstream {
-                    b = b.header(*k, *v);
-                }
-                (200, b.body(()).unwrap().into_parts().0.headers)
-            }
-            Access::Pending(_) => panic!("cors decides at once"),
+            Flow::Continue => (200, testing::response_parts(upstream).headers),
         };
         let mut parts = http::Response::new(()).into_parts().0;
         parts.headers = headers;

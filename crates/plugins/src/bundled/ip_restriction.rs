@@ -172,21 +172,19 @@ impl Plugin for IpRestriction {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tidegate_model::plugins::PluginConfig;
 
     use super::*;
-    use crate::body::RequestBody;
+    use crate::bundled::testing::{self, error_message as message};
     use crate::consumers::Consumers;
-    use crate::context::Protocol;
-    use crate::phase::{ExitBody, Flow};
+    use crate::phase::Flow;
 
     fn plugin(config: serde_json::Value) -> IpRestriction {
-        let Some(Ok(PluginConfig::IpRestriction(c))) =
-            PluginConfig::read("ip-restriction", Some(&config))
-        else {
-            panic!("invalid test config {config}");
-        };
-        IpRestriction::new(&c).expect("builds")
+        IpRestriction::new(&testing::typed_config!(
+            IpRestriction,
+            "ip-restriction",
+            config
+        ))
+        .expect("builds")
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -269,27 +267,11 @@ mod tests {
 
     fn run(p: &IpRestriction, client: &str) -> Option<Exit> {
         let consumers = Consumers::default();
-        let mut cx = Ctx::new("id", ip(client), Protocol::Http, &consumers, 0.0);
-        let mut req = Req {
-            method: http::Method::GET,
-            path: "/".into(),
-            query: None,
-            headers: http::HeaderMap::new(),
-            body: RequestBody::Buffered(Default::default()),
-            upstream_path: None,
-        };
-        let out = match p.access(&mut cx, &mut req) {
-            Access::Done(Flow::Continue) => None,
-            Access::Done(Flow::Exit(e)) => Some(e),
-            Access::Pending(_) => panic!("ip-restriction decides at once"),
-        };
-        out
-    }
-
-    fn message(e: &Exit) -> &str {
-        match &e.body {
-            ExitBody::Error(m) => m,
-            other => panic!("not kong.response.error: {other:?}"),
+        let mut cx = testing::cx_from(&consumers, ip(client));
+        let mut req = testing::req(http::Method::GET, "/", None, &[], testing::buffered(""));
+        match testing::access_now(p, &mut cx, &mut req, "ip-restriction") {
+            Flow::Continue => None,
+            Flow::Exit(e) => Some(e),
         }
     }
 

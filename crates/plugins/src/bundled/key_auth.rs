@@ -11,6 +11,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tidegate_model::plugins::key_auth::KeyAuthConfig;
 
+use super::util::percent_decode;
 use crate::body::BodyError;
 use crate::consumers::ConsumerInfo;
 use crate::context::{Credential, Ctx, Req};
@@ -369,7 +370,7 @@ fn query_value(query: Option<&str>, name: &str) -> Value {
         }
         found = match found {
             Value::Absent => match v {
-                Some(v) => Value::One(String::from_utf8_lossy(&decode(v)).into_owned()),
+                Some(v) => Value::One(String::from_utf8_lossy(&percent_decode(v)).into_owned()),
                 None => Value::NotString,
             },
             _ => return Value::Many,
@@ -404,36 +405,10 @@ fn body_value(body: &Parsed, name: &str) -> Value {
 /// Whether the (encoded) argument name `raw` is `name`; decodes only when it must.
 fn arg_is(raw: &str, name: &str) -> bool {
     if raw.contains(['%', '+']) {
-        decode(raw) == name.as_bytes()
+        percent_decode(raw) == name.as_bytes()
     } else {
         raw == name
     }
-}
-
-/// Percent-decoding with `+` as a space; a malformed escape stays as it is.
-fn decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    out
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Reads and parses the body when its content type is one Kong's `get_body` reads

@@ -21,6 +21,9 @@ pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
 pub mod response_transformer;
+#[cfg(test)]
+pub(crate) mod testing;
+mod util;
 
 /// What building one instance gives.
 pub type Built = Result<Arc<dyn Plugin>, String>;

@@ -120,39 +120,22 @@ mod tests {
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
     use serde_json::json;
-    use tidegate_model::plugins::PluginConfig;
 
     use super::*;
     use crate::body::RequestBody;
+    use crate::bundled::testing;
     use crate::consumers::Consumers;
-    use crate::context::Protocol;
-    use crate::phase::ExitBody;
 
     fn plugin(config: serde_json::Value) -> RequestSizeLimiting {
-        let Some(Ok(PluginConfig::RequestSizeLimiting(c))) =
-            PluginConfig::read("request-size-limiting", Some(&config))
-        else {
-            panic!("invalid test config {config}");
-        };
-        RequestSizeLimiting::new(&c)
+        RequestSizeLimiting::new(&testing::typed_config!(
+            RequestSizeLimiting,
+            "request-size-limiting",
+            config
+        ))
     }
 
     fn req(headers: &[(&str, &str)], body: RequestBody) -> Req {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Req {
-            method: http::Method::POST,
-            path: "/".into(),
-            query: None,
-            headers: h,
-            body,
-            upstream_path: None,
-        }
+        testing::req(http::Method::POST, "/", None, headers, body)
     }
 
     /// A streamed body sent in chunks of 10 bytes, with no length known up front.
@@ -180,24 +163,8 @@ mod tests {
 
     async fn run(p: &RequestSizeLimiting, r: &mut Req) -> Option<(u16, String)> {
         let consumers = Consumers::default();
-        let mut cx = Ctx::new(
-            "id",
-            "127.0.0.1".parse().unwrap(),
-            Protocol::Http,
-            &consumers,
-            0.0,
-        );
-        let flow = match p.access(&mut cx, r) {
-            Access::Done(f) => f,
-            Access::Pending(f) => f.await,
-        };
-        match flow {
-            Flow::Continue => None,
-            Flow::Exit(e) => match e.body {
-                ExitBody::Error(m) => Some((e.status.as_u16(), m)),
-                other => panic!("{other:?}"),
-            },
-        }
+        let mut cx = testing::cx(&consumers);
+        testing::error_exit(testing::access(p, &mut cx, r).await)
     }
 
     #[test]

@@ -27,6 +27,10 @@ use http::{HeaderName, HeaderValue, Method};
 use serde_json::Value;
 use tidegate_model::plugins::request_transformer::{RequestTransformerConfig, Transforms};
 
+use super::util::{
+    header_name, header_pairs, header_renames, header_value, names, pairs, percent_decode, split,
+    Ops,
+};
 use crate::body::BodyError;
 use crate::context::{Ctx, Req};
 use crate::phase::{Access, Exit, Flow, Plugin};
@@ -79,37 +83,10 @@ struct HeaderOps {
 
 /// Operations on query or body parameters. The schema requires a value on every entry
 /// but `remove`'s.
-#[derive(Default)]
-struct ParamOps {
-    remove: Vec<String>,
-    rename: Vec<(String, String)>,
-    replace: Vec<(String, String)>,
-    add: Vec<(String, String)>,
-    append: Vec<(String, String)>,
-}
+type ParamOps = Ops<String>;
 
 pub fn build(c: &RequestTransformerConfig, _rt: &Runtime) -> Result<Arc<dyn Plugin>, String> {
     Ok(Arc::new(RequestTransformer::new(c)?))
-}
-
-/// Lua's `entry:match("^([^:]+):*(.-)$")`: the name before the first colon, the value
-/// after the colons that follow it (`None` when empty).
-fn split(entry: &str) -> (&str, Option<&str>) {
-    match entry.find(':') {
-        Some(i) => {
-            let v = entry[i..].trim_start_matches(':');
-            (&entry[..i], (!v.is_empty()).then_some(v))
-        }
-        None => (entry, None),
-    }
-}
-
-fn header_name(s: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("'{s}' is not a valid header"))
-}
-
-fn header_value(s: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(s).map_err(|_| format!("'{s}' is not a valid header value"))
 }
 
 fn warn_templates(entries: &[&String]) {
@@ -141,12 +118,7 @@ impl RequestTransformer {
         for e in &c.remove.headers {
             headers.remove.push(header_name(split(e).0)?);
         }
-        for e in &c.rename.headers {
-            let (old, new) = split(e);
-            if let Some(new) = new {
-                headers.rename.push((header_name(old)?, header_name(new)?));
-            }
-        }
+        headers.rename = header_renames(&c.rename.headers)?;
         for e in &c.replace.headers {
             let (n, v) = split(e);
             headers
@@ -154,30 +126,11 @@ impl RequestTransformer {
                 .push((header_name(n)?, v.map(header_value).transpose()?));
         }
         // An empty value adds nothing (Kong sets a header to nil).
-        for (list, out) in [
-            (&c.add.headers, &mut headers.add),
-            (&c.append.headers, &mut headers.append),
-        ] {
-            for e in list {
-                if let (n, Some(v)) = split(e) {
-                    out.push((header_name(n)?, header_value(v)?));
-                }
-            }
-        }
+        headers.add = header_pairs(&c.add.headers)?;
+        headers.append = header_pairs(&c.append.headers)?;
         let params = |pick: fn(&Transforms) -> &Vec<String>, replace: &[String]| {
-            let pairs = |list: &[String]| -> Vec<(String, String)> {
-                list.iter()
-                    .filter_map(|e| match split(e) {
-                        (n, Some(v)) => Some((n.to_string(), v.to_string())),
-                        (_, None) => None,
-                    })
-                    .collect()
-            };
             let ops = ParamOps {
-                remove: pick(&c.remove)
-                    .iter()
-                    .map(|e| split(e).0.to_string())
-                    .collect(),
+                remove: names(pick(&c.remove)),
                 rename: pairs(pick(&c.rename)),
                 replace: pairs(replace),
                 add: pairs(pick(&c.add)),
@@ -679,95 +632,36 @@ fn escape(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&percent_decode(s)).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderMap;
     use http_body_util::BodyExt;
     use serde_json::json;
-    use tidegate_model::plugins::PluginConfig;
 
     use super::*;
     use crate::body::RequestBody;
+    use crate::bundled::testing::{self, values};
     use crate::consumers::Consumers;
-    use crate::context::Protocol;
-    use crate::phase::ExitBody;
 
     fn plugin(config: serde_json::Value) -> RequestTransformer {
-        let Some(Ok(PluginConfig::RequestTransformer(c))) =
-            PluginConfig::read("request-transformer", Some(&config))
-        else {
-            panic!("invalid test config {config}");
-        };
-        RequestTransformer::new(&c).expect("builds")
+        RequestTransformer::new(&testing::typed_config!(
+            RequestTransformer,
+            "request-transformer",
+            config
+        ))
+        .expect("builds")
     }
 
     fn req(method: Method, query: Option<&str>, headers: &[(&str, &str)], body: &str) -> Req {
-        let mut h = HeaderMap::new();
-        for (k, v) in headers {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        Req {
-            method,
-            path: "/p".into(),
-            query: query.map(str::to_string),
-            headers: h,
-            body: RequestBody::Buffered(Bytes::from(body.to_string())),
-            upstream_path: None,
-        }
+        testing::req(method, "/p", query, headers, testing::buffered(body))
     }
 
     async fn run(p: &RequestTransformer, r: &mut Req) -> Option<(u16, String)> {
         let consumers = Consumers::default();
-        let mut cx = Ctx::new(
-            "id",
-            "127.0.0.1".parse().unwrap(),
-            Protocol::Http,
-            &consumers,
-            0.0,
-        );
-        let flow = match p.access(&mut cx, r) {
-            Access::Done(f) => f,
-            Access::Pending(f) => f.await,
-        };
-        match flow {
-            Flow::Continue => None,
-            Flow::Exit(e) => match e.body {
-                ExitBody::Error(m) => Some((e.status.as_u16(), m)),
-                other => panic!("{other:?}"),
-            },
-        }
-    }
-
-    fn values<'h>(h: &'h HeaderMap, name: &str) -> Vec<&'h str> {
-        h.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
+        let mut cx = testing::cx(&consumers);
+        testing::error_exit(testing::access(p, &mut cx, r).await)
     }
 
     fn body(r: &Req) -> &str {

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use tidegate_model::plugins::response_transformer::{JsonTransforms, ResponseTransformerConfig};
 
 use super::request_size_limiting::lua_number;
+use super::util::{header_name, header_pairs, header_renames, names, pairs, split, Ops};
 use crate::context::Ctx;
 use crate::phase::Plugin;
 use crate::runtime::Runtime;
@@ -42,47 +43,10 @@ struct HeaderOps {
 }
 
 /// Values are rendered (and typed) once, when the instance is built.
-#[derive(Default)]
-struct JsonOps {
-    remove: Vec<String>,
-    rename: Vec<(String, String)>,
-    replace: Vec<(String, Value)>,
-    add: Vec<(String, Value)>,
-    append: Vec<(String, Value)>,
-}
+type JsonOps = Ops<Value>;
 
 pub fn build(c: &ResponseTransformerConfig, _rt: &Runtime) -> Result<Arc<dyn Plugin>, String> {
     Ok(Arc::new(ResponseTransformer::new(c)?))
-}
-
-/// Lua's `entry:match("^([^:]+):*(.-)$")`, with an empty value as `None`.
-fn split(entry: &str) -> (&str, Option<&str>) {
-    match entry.find(':') {
-        Some(i) => {
-            let v = entry[i..].trim_start_matches(':');
-            (&entry[..i], (!v.is_empty()).then_some(v))
-        }
-        None => (entry, None),
-    }
-}
-
-fn header_name(s: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("'{s}' is not a valid header"))
-}
-
-fn header_value(s: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(s).map_err(|_| format!("'{s}' is not a valid header value"))
-}
-
-/// `name:value` entries with a value; Kong skips the others.
-fn header_pairs(list: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let mut out = Vec::with_capacity(list.len());
-    for e in list {
-        if let (n, Some(v)) = split(e) {
-            out.push((header_name(n)?, header_value(v)?));
-        }
-    }
-    Ok(out)
 }
 
 /// Kong's `json_value`: the value as cjson encodes a string, without the quotes and
@@ -220,29 +184,13 @@ impl ResponseTransformer {
             replace: header_pairs(&c.replace.headers)?,
             add: header_pairs(&c.add.headers)?,
             append: header_pairs(&c.append.headers)?,
+            // Checked last, so the first bad entry reported stays the same.
+            rename: header_renames(&c.rename.headers)?,
             ..Default::default()
         };
-        for e in &c.rename.headers {
-            if let (old, Some(new)) = split(e) {
-                headers.rename.push((header_name(old)?, header_name(new)?));
-            }
-        }
         let json = JsonOps {
-            remove: c
-                .remove
-                .json
-                .iter()
-                .map(|e| split(e).0.to_string())
-                .collect(),
-            rename: c
-                .rename
-                .json
-                .iter()
-                .filter_map(|e| match split(e) {
-                    (old, Some(new)) => Some((old.to_string(), new.to_string())),
-                    _ => None,
-                })
-                .collect(),
+            remove: names(&c.remove.json),
+            rename: pairs(&c.rename.json),
             replace: json_values(&c.replace),
             add: json_values(&c.add),
             append: json_values(&c.append),
@@ -408,19 +356,18 @@ impl Plugin for ResponseTransformer {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use tidegate_model::plugins::PluginConfig;
 
     use super::*;
+    use crate::bundled::testing::{self, values};
     use crate::consumers::Consumers;
-    use crate::context::Protocol;
 
     fn plugin(config: serde_json::Value) -> ResponseTransformer {
-        let Some(Ok(PluginConfig::ResponseTransformer(c))) =
-            PluginConfig::read("response-transformer", Some(&config))
-        else {
-            panic!("invalid test config {config}");
-        };
-        ResponseTransformer::new(&c).expect("builds")
+        ResponseTransformer::new(&testing::typed_config!(
+            ResponseTransformer,
+            "response-transformer",
+            config
+        ))
+        .expect("builds")
     }
 
     /// Runs both response phases over a response with `headers` and `body`.
@@ -430,31 +377,14 @@ mod tests {
         body: &str,
     ) -> (HeaderMap, String) {
         let consumers = Consumers::default();
-        let mut cx = Ctx::new(
-            "id",
-            "127.0.0.1".parse().unwrap(),
-            Protocol::Http,
-            &consumers,
-            0.0,
-        );
-        let mut b = http::Response::builder();
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let mut parts = b.body(()).unwrap().into_parts().0;
+        let mut cx = testing::cx(&consumers);
+        let mut parts = testing::response_parts(headers);
         p.response_headers(&mut cx, &mut parts);
         let mut bytes = Bytes::from(body.to_string());
         if p.wants_response_body(&cx, &parts) {
             p.response_body(&mut cx, &parts, &mut bytes);
         }
         (parts.headers, String::from_utf8(bytes.to_vec()).unwrap())
-    }
-
-    fn values<'h>(h: &'h HeaderMap, name: &str) -> Vec<&'h str> {
-        h.get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect()
     }
 
     #[test]
