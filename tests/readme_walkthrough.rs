@@ -563,8 +563,10 @@ fn quickstart_serves_a_write_through_both_proxies_and_sigterm_stops_every_node()
     }
     for node in ["cp1", "cp2", "cp3", "dp1", "dp2"] {
         let log = std::fs::read_to_string(dir.join(format!("{node}.log"))).unwrap();
+        // A line, not the last one: openraft's replication tasks may still log a
+        // failed connect to a peer that stopped first while the node shuts down.
         assert!(
-            log.trim_end().ends_with("stopped"),
+            log.lines().any(|l| l.trim_end().ends_with("stopped")),
             "{node} did not drain and stop on SIGTERM:\n{log}"
         );
     }

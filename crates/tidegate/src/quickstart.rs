@@ -337,18 +337,37 @@ fn generate_certificates(dir: &Path, files: &Files) -> anyhow::Result<()> {
     let shared = tidegate_tls::gen_cert(now, CERT_DAYS).map_err(anyhow::Error::msg)?;
     write_file(&files.cluster_key, &shared.key_pem, 0o600)?;
     write_file(&files.cluster_cert, &shared.cert_pem, 0o644)?;
-    let ca = raft_pki::Ca::new("tidegate quickstart Raft CA", now, CERT_DAYS)
+    let ca = tidegate_tls::gen_ca(now, CERT_DAYS, "tidegate quickstart Raft CA")
         .map_err(anyhow::Error::msg)?;
     write_file(&files.raft_ca, &ca.cert_pem, 0o644)?;
     for cp in 1..=CONTROL_PLANES {
-        let pair = ca
-            .issue(&format!("cp{cp}"), now, CERT_DAYS)
-            .map_err(anyhow::Error::msg)?;
+        let pair = raft_cert(&ca, now, CERT_DAYS, cp)?;
         let (cert, key) = Files::raft_pair(dir, cp);
-        write_file(&key, &pair.key, 0o600)?;
-        write_file(&cert, &pair.cert, 0o644)?;
+        write_file(&key, &pair.key_pem, 0o600)?;
+        write_file(&cert, &pair.cert_pem, 0o644)?;
     }
     Ok(())
+}
+
+/// CP `cp`'s Raft certificate, for 127.0.0.1 (the address its peers dial and check it
+/// against) and localhost. Each CP both accepts and dials on the Raft link, so `issue`
+/// makes it good as a server and as a client.
+fn raft_cert(
+    ca: &tidegate_tls::GeneratedCa,
+    now: i64,
+    days: u32,
+    cp: u16,
+) -> anyhow::Result<tidegate_tls::GeneratedCert> {
+    let localhost = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    tidegate_tls::issue(
+        ca,
+        now,
+        days,
+        &format!("cp{cp}"),
+        &["localhost"],
+        &[localhost],
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// A settings value in kong.conf syntax, where `#` starts a comment.
@@ -1092,275 +1111,6 @@ fn echo(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         .expect("a static response builds")
 }
 
-// === the Raft link's certificates ===
-
-/// A CA and certificates for 127.0.0.1 signed by it, for the CPs' Raft link, which
-/// verifies its peers against `raft_ca_cert` and the address it dials. Written with the
-/// `ring` this binary already links (ECDSA P-256, SHA-256) and a minimal DER writer; the
-/// result is checked by a real mutual-TLS handshake in the tests below.
-mod raft_pki {
-    use ring::rand::{SecureRandom, SystemRandom};
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-
-    const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-    const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-    const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-    const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
-    const OID_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
-    const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
-    const OID_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
-    const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
-    const OID_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
-    /// keyUsage bits (DER named bit string: unused trailing bits, then the byte).
-    const KEY_USAGE_CA: [u8; 2] = [0x01, 0x06]; // keyCertSign, cRLSign
-    const KEY_USAGE_LEAF: [u8; 2] = [0x07, 0x80]; // digitalSignature
-
-    pub struct Pair {
-        pub cert: String,
-        pub key: String,
-    }
-
-    pub struct Ca {
-        key: EcdsaKeyPair,
-        name: Vec<u8>,
-        pub cert_pem: String,
-    }
-
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|b| **b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-
-    fn seq(parts: &[&[u8]]) -> Vec<u8> {
-        tlv(0x30, &parts.concat())
-    }
-
-    fn oid(o: &[u8]) -> Vec<u8> {
-        tlv(0x06, o)
-    }
-
-    fn bit_string(bytes: &[u8]) -> Vec<u8> {
-        tlv(0x03, &[&[0u8][..], bytes].concat())
-    }
-
-    fn name(common_name: &str) -> Vec<u8> {
-        let attr = seq(&[&oid(OID_COMMON_NAME), &tlv(0x0c, common_name.as_bytes())]);
-        seq(&[&tlv(0x31, &attr)])
-    }
-
-    fn extension(id: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
-        let flag = if critical {
-            tlv(0x01, &[0xff])
-        } else {
-            Vec::new()
-        };
-        seq(&[&oid(id), &flag, &tlv(0x04, value)])
-    }
-
-    /// UTCTime before 2050, GeneralizedTime from then on (RFC 5280 4.1.2.5).
-    fn time(unix: i64) -> Vec<u8> {
-        let (y, mo, d) = civil_from_days(unix.div_euclid(86_400));
-        let secs = unix.rem_euclid(86_400);
-        let (h, mi, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-        if (1950..2050).contains(&y) {
-            let text = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100);
-            tlv(0x17, text.as_bytes())
-        } else {
-            let text = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z");
-            tlv(0x18, text.as_bytes())
-        }
-    }
-
-    /// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm (the one
-    /// tidegate-tls dates `gen_cert` with).
-    fn civil_from_days(z: i64) -> (i64, i64, i64) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
-    }
-
-    fn pem(label: &str, der: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut b64 = String::new();
-        for chunk in der.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    b64.push('=');
-                }
-            }
-        }
-        let mut out = format!("-----BEGIN {label}-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {label}-----\n"));
-        out
-    }
-
-    fn new_key(rng: &SystemRandom) -> Result<(EcdsaKeyPair, Vec<u8>), String> {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, rng)
-            .map_err(|_| "cannot generate an EC P-256 key".to_string())?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), rng)
-            .map_err(|e| format!("cannot load the generated key: {e}"))?;
-        Ok((key, pkcs8.as_ref().to_vec()))
-    }
-
-    fn spki(key: &EcdsaKeyPair) -> Vec<u8> {
-        let alg = seq(&[&oid(OID_EC_PUBLIC_KEY), &oid(OID_P256)]);
-        seq(&[&alg, &bit_string(key.public_key().as_ref())])
-    }
-
-    /// A positive 16-byte serial whose first byte is not zero (minimal DER).
-    fn serial(rng: &SystemRandom) -> Result<Vec<u8>, String> {
-        let mut b = [0u8; 16];
-        rng.fill(&mut b)
-            .map_err(|_| "the random source failed".to_string())?;
-        b[0] = (b[0] & 0x7f) | 0x40;
-        Ok(tlv(0x02, &b))
-    }
-
-    struct Tbs<'a> {
-        issuer: &'a [u8],
-        subject: &'a [u8],
-        spki: &'a [u8],
-        extensions: &'a [Vec<u8>],
-        now: i64,
-        days: u32,
-    }
-
-    fn sign(tbs: &Tbs<'_>, signer: &EcdsaKeyPair, rng: &SystemRandom) -> Result<Vec<u8>, String> {
-        let alg = seq(&[&oid(OID_ECDSA_SHA256)]);
-        let version = tlv(0xa0, &tlv(0x02, &[2]));
-        // From the day before, against clock skew between nodes (as `gen_cert`).
-        let validity = seq(&[
-            &time(tbs.now - 86_400),
-            &time(tbs.now + i64::from(tbs.days) * 86_400),
-        ]);
-        let exts = tlv(
-            0xa3,
-            &seq(&tbs.extensions.iter().map(Vec::as_slice).collect::<Vec<_>>()),
-        );
-        let body = seq(&[
-            &version,
-            &serial(rng)?,
-            &alg,
-            tbs.issuer,
-            &validity,
-            tbs.subject,
-            tbs.spki,
-            &exts,
-        ]);
-        let sig = signer
-            .sign(rng, &body)
-            .map_err(|_| "cannot sign the certificate".to_string())?;
-        Ok(seq(&[&body, &alg, &bit_string(sig.as_ref())]))
-    }
-
-    impl Ca {
-        pub fn new(common_name: &str, now: i64, days: u32) -> Result<Ca, String> {
-            let rng = SystemRandom::new();
-            let (key, _) = new_key(&rng)?;
-            let name = name(common_name);
-            let ca_true = seq(&[&tlv(0x01, &[0xff])]);
-            let extensions = [
-                extension(OID_BASIC_CONSTRAINTS, true, &ca_true),
-                extension(OID_KEY_USAGE, true, &tlv(0x03, &KEY_USAGE_CA)),
-            ];
-            let der = sign(
-                &Tbs {
-                    issuer: &name,
-                    subject: &name,
-                    spki: &spki(&key),
-                    extensions: &extensions,
-                    now,
-                    days,
-                },
-                &key,
-                &rng,
-            )?;
-            Ok(Ca {
-                key,
-                name,
-                cert_pem: pem("CERTIFICATE", &der),
-            })
-        }
-
-        /// A certificate for 127.0.0.1 and localhost, good as a server and as a client
-        /// (each CP is both on the Raft link).
-        pub fn issue(&self, common_name: &str, now: i64, days: u32) -> Result<Pair, String> {
-            let rng = SystemRandom::new();
-            let (key, pkcs8) = new_key(&rng)?;
-            let sans = seq(&[&tlv(0x82, b"localhost"), &tlv(0x87, &[127, 0, 0, 1])]);
-            let usages = seq(&[&oid(OID_SERVER_AUTH), &oid(OID_CLIENT_AUTH)]);
-            let extensions = [
-                extension(OID_KEY_USAGE, true, &tlv(0x03, &KEY_USAGE_LEAF)),
-                extension(OID_EXT_KEY_USAGE, false, &usages),
-                extension(OID_SUBJECT_ALT_NAME, false, &sans),
-            ];
-            let der = sign(
-                &Tbs {
-                    issuer: &self.name,
-                    subject: &name(common_name),
-                    spki: &spki(&key),
-                    extensions: &extensions,
-                    now,
-                    days,
-                },
-                &self.key,
-                &rng,
-            )?;
-            Ok(Pair {
-                cert: pem("CERTIFICATE", &der),
-                key: pem("PRIVATE KEY", &pkcs8),
-            })
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn der_lengths_times_and_base64() {
-            assert_eq!(tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
-            let long = tlv(0x04, &[0; 300]);
-            assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
-            // 2026-11-26 00:00:00 and 2050-01-01 00:00:00.
-            assert_eq!(time(1_795_651_200), tlv(0x17, b"261126000000Z"));
-            assert_eq!(time(2_524_608_000), tlv(0x18, b"20500101000000Z"));
-            assert_eq!(
-                pem("X", b"hello!?"),
-                "-----BEGIN X-----\naGVsbG8hPw==\n-----END X-----\n"
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1452,16 +1202,16 @@ mod tests {
 
     /// The Raft link verifies its peers with webpki against `raft_ca_cert` and the IP it
     /// dials; the cluster link's `pki` mode runs the same verification, so a handshake
-    /// there proves the hand-written certificates.
+    /// there proves the certificates `generate_certificates` writes.
     #[tokio::test]
     async fn raft_certificates_pass_mutual_tls_for_127_0_0_1_only() {
         use tokio_stream::StreamExt;
         let now = crate::start::SystemClock.now();
-        let ca = raft_pki::Ca::new("test CA", now, 30).unwrap();
-        let a = ca.issue("cp1", now, 30).unwrap();
-        let b = ca.issue("cp2", now, 30).unwrap();
-        let tls = |p: &raft_pki::Pair, ca: &str, name: &str| {
-            tidegate_tls::ClusterTls::from_pem("pki", &p.cert, &p.key, Some(ca), Some(name))
+        let ca = tidegate_tls::gen_ca(now, 30, "test CA").unwrap();
+        let a = raft_cert(&ca, now, 30, 1).unwrap();
+        let b = raft_cert(&ca, now, 30, 2).unwrap();
+        let tls = |p: &tidegate_tls::GeneratedCert, ca: &str, name: &str| {
+            tidegate_tls::ClusterTls::from_pem("pki", &p.cert_pem, &p.key_pem, Some(ca), Some(name))
                 .unwrap()
         };
         let server = tls(&a, &ca.cert_pem, "127.0.0.1");
@@ -1481,8 +1231,8 @@ mod tests {
         dial.abort();
 
         // Another CA's peer does not trust this server, nor does a name it lacks.
-        let other = raft_pki::Ca::new("other CA", now, 30).unwrap();
-        let stranger = other.issue("cp9", now, 30).unwrap();
+        let other = tidegate_tls::gen_ca(now, 30, "other CA").unwrap();
+        let stranger = raft_cert(&other, now, 30, 9).unwrap();
         let err = tidegate_tls::channel(&addr, &tls(&stranger, &other.cert_pem, "127.0.0.1"))
             .await
             .unwrap_err();

@@ -6,7 +6,8 @@
 //!   against `cluster_server_name` (or the host it dials, when unset).
 //!
 //! Both sides require a client certificate and speak HTTP/2 (ALPN `h2`) for tonic. The
-//! Raft link has its own credentials (crates/raft); nothing here is accepted there.
+//! Raft link has its own credentials (crates/raft); nothing here is accepted there, though
+//! `gen_ca` and `issue` can make them (the quickstart does).
 //!
 //! ```text
 //!  CP: TcpListener ──incoming()──▶ handshake (bounded time, failures logged) ──▶ tonic
@@ -31,7 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, warn};
 
-pub use gen::{gen_cert, GeneratedCert};
+pub use gen::{gen_ca, gen_cert, issue, GeneratedCa, GeneratedCert};
 
 /// The server name a DP asks for in `shared` mode, as Kong's DPs do. Only the pinned
 /// certificate is checked, so the name is a label, not a credential.
