@@ -46,8 +46,8 @@ pub fn run(cmd: HybridCommand) -> anyhow::Result<std::process::ExitCode> {
     }
     let now = crate::start::SystemClock.now();
     let pair = tidegate_tls::gen_cert(now, days).map_err(anyhow::Error::msg)?;
-    write(&key, &pair.key_pem, 0o600)?;
-    write(&cert, &pair.cert_pem, 0o644)?;
+    write_file(&key, &pair.key_pem, 0o600)?;
+    write_file(&cert, &pair.cert_pem, 0o644)?;
     println!(
         "Successfully generated certificate/key pairs, they have been written to: '{}' and '{}'.",
         cert.display(),
@@ -56,7 +56,8 @@ pub fn run(cmd: HybridCommand) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+/// Writes `text` to `path` with `mode`, synced: certificates, keys and quickstart's files.
+pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -20,7 +20,6 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::TcpListener as StdListener;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -277,20 +276,7 @@ fn mark(dir: &Path, base: u16) -> anyhow::Result<()> {
         "base_port": base,
         "created_by": format!("tidegate {}", env!("CARGO_PKG_VERSION")),
     });
-    write_file(&dir.join(MARKER), &format!("{text:#}\n"), 0o644)
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::hybrid_cmd::write_file(&dir.join(MARKER), &format!("{text:#}\n"), 0o644)
 }
 
 struct Files {
@@ -335,16 +321,16 @@ impl Files {
 fn generate_certificates(dir: &Path, files: &Files) -> anyhow::Result<()> {
     let now = crate::start::SystemClock.now();
     let shared = tidegate_tls::gen_cert(now, CERT_DAYS).map_err(anyhow::Error::msg)?;
-    write_file(&files.cluster_key, &shared.key_pem, 0o600)?;
-    write_file(&files.cluster_cert, &shared.cert_pem, 0o644)?;
+    crate::hybrid_cmd::write_file(&files.cluster_key, &shared.key_pem, 0o600)?;
+    crate::hybrid_cmd::write_file(&files.cluster_cert, &shared.cert_pem, 0o644)?;
     let ca = tidegate_tls::gen_ca(now, CERT_DAYS, "tidegate quickstart Raft CA")
         .map_err(anyhow::Error::msg)?;
-    write_file(&files.raft_ca, &ca.cert_pem, 0o644)?;
+    crate::hybrid_cmd::write_file(&files.raft_ca, &ca.cert_pem, 0o644)?;
     for cp in 1..=CONTROL_PLANES {
         let pair = raft_cert(&ca, now, CERT_DAYS, cp)?;
         let (cert, key) = Files::raft_pair(dir, cp);
-        write_file(&key, &pair.key_pem, 0o600)?;
-        write_file(&cert, &pair.cert_pem, 0o644)?;
+        crate::hybrid_cmd::write_file(&key, &pair.key_pem, 0o600)?;
+        crate::hybrid_cmd::write_file(&cert, &pair.cert_pem, 0o644)?;
     }
     Ok(())
 }
@@ -1015,7 +1001,7 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     for node in Layout::nodes() {
         let conf = dir.join(format!("{node}.conf"));
         if !conf.exists() {
-            write_file(&conf, &conf_text(node, &layout, &dir), 0o644)?;
+            crate::hybrid_cmd::write_file(&conf, &conf_text(node, &layout, &dir), 0o644)?;
         }
     }
     let upstream = StdListener::bind(("127.0.0.1", layout.upstream()))
