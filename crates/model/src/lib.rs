@@ -12,6 +12,7 @@ pub mod entity;
 pub mod error;
 pub mod hash;
 pub mod input;
+pub mod ipset;
 pub mod kind;
 pub mod pki;
 pub mod plugins;

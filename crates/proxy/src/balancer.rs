@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use hyper::header::HeaderValue;
 use tidegate_model::entities::{Target, Upstream};
 
 mod active;
@@ -43,8 +44,11 @@ pub enum HashOn {
 }
 
 pub struct TargetState {
-    pub host: String,
+    pub host: Arc<str>,
     pub port: u16,
+    /// `Host` sent to this target (`host[:port]`) when nothing else sets it; whether
+    /// the port shows depends on the service's scheme, so both forms are kept.
+    host_headers: [Option<HeaderValue>; 2],
     pub weight: u32,
     healthy: AtomicBool,
     in_flight: AtomicUsize,
@@ -61,6 +65,8 @@ struct Counters {
 
 pub struct Balancer {
     pub upstream: Upstream,
+    /// The upstream's `host_header`, ready to send.
+    pub host_header: Option<HeaderValue>,
     /// The targets as configured (weight 0 included), to tell whether a new config
     /// changed them.
     source: Vec<Target>,
@@ -84,6 +90,13 @@ pub struct InFlight {
     target: usize,
 }
 
+impl TargetState {
+    /// The `Host` for a service over TLS (`tls`) or not.
+    pub fn host_header(&self, tls: bool) -> Option<HeaderValue> {
+        self.host_headers[usize::from(tls)].clone()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.balancer.targets[self.target]
@@ -103,8 +116,11 @@ impl Balancer {
             .filter(|t| t.weight > 0)
             .filter_map(|t| {
                 let (host, port) = split_target(&t.target)?;
+                let header =
+                    |tls| HeaderValue::from_str(&crate::proxy::host_port(&host, port, tls)).ok();
                 Some(TargetState {
-                    host,
+                    host_headers: [header(false), header(true)],
+                    host: host.into(),
                     port,
                     weight: u32::try_from(t.weight).unwrap_or(u32::MAX),
                     healthy: AtomicBool::new(true),
@@ -125,6 +141,10 @@ impl Balancer {
             Vec::new()
         };
         Balancer {
+            host_header: upstream
+                .host_header
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok()),
             hash_on: hash_on(upstream, false),
             hash_fallback: hash_on(upstream, true),
             upstream: upstream.clone(),

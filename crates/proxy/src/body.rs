@@ -13,6 +13,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 
 use crate::balancer::InFlight;
+use crate::client::Returner;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,13 +34,15 @@ pub fn incoming(body: Incoming) -> ProxyBody {
     body.map_err(BoxError::from).boxed_unsync()
 }
 
-/// An upstream response body: fails when no frame arrives within `read_timeout`, and
-/// releases the target's in-flight slot when it ends or is dropped.
+/// An upstream response body: fails when no frame arrives within `read_timeout`,
+/// releases the target's in-flight slot when it ends or is dropped, and gives its
+/// HTTP/1.1 connection back to the pool once read to the end.
 pub struct UpstreamBody {
     inner: Incoming,
     read_timeout: Duration,
     idle: Option<Pin<Box<Sleep>>>,
     in_flight: Option<InFlight>,
+    returner: Option<Returner>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +50,39 @@ pub struct UpstreamBody {
 pub struct BodyReadTimeout;
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, read_timeout: Duration, in_flight: Option<InFlight>) -> Self {
-        UpstreamBody {
+    pub fn new(
+        inner: Incoming,
+        read_timeout: Duration,
+        in_flight: Option<InFlight>,
+        returner: Option<Returner>,
+    ) -> Self {
+        let mut body = UpstreamBody {
             inner,
             read_timeout,
             idle: None,
             in_flight,
+            returner,
+        };
+        // A body that is empty from the start (HEAD, 204, 304) may never be polled.
+        body.give_back_if_read();
+        body
+    }
+
+    /// Servers stop polling a body that says it has ended, so the end is noticed on
+    /// the last frame rather than on a `None` that may never be asked for.
+    fn give_back_if_read(&mut self) {
+        if self.inner.is_end_stream() {
+            if let Some(r) = self.returner.take() {
+                r.give_back();
+            }
         }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // Dropped unread, the connection is dropped with it: hyper closes it.
+        self.give_back_if_read();
     }
 }
 
@@ -69,8 +98,16 @@ impl Body for UpstreamBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.idle = None;
-                if frame.is_none() || matches!(frame, Some(Err(_))) {
-                    this.in_flight = None;
+                match &frame {
+                    Some(Ok(_)) => this.give_back_if_read(),
+                    None => {
+                        this.in_flight = None;
+                        this.give_back_if_read();
+                    }
+                    Some(Err(_)) => {
+                        this.in_flight = None;
+                        this.returner = None;
+                    }
                 }
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }

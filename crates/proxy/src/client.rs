@@ -2,14 +2,13 @@
 //! version), connect timeouts covering TCP and TLS, and requests handed back when a
 //! pooled connection turns out closed before the request was written.
 //!
-//! HTTP/1.1 connections return to the pool once their response body is read (a task
-//! waits for the connection to be ready again); HTTP/2 connections (grpc, grpcs) are
-//! shared.
+//! HTTP/1.1 connections return to the pool when their response body has been read
+//! (see [`Returner`]); HTTP/2 connections (grpc, grpcs) are shared.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -25,35 +24,42 @@ use tokio_rustls::TlsConnector;
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 
+mod write_timeout;
+
+pub use write_timeout::is_write_timeout;
+use write_timeout::{Limit, WriteTimeout};
+
 /// Kong's `upstream_keepalive_pool_size`.
 pub const DEFAULT_MAX_IDLE_PER_KEY: usize = 512;
 /// Kong's `upstream_keepalive_idle_timeout` (seconds).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PoolKey {
-    host: String,
+pub struct PoolKey {
+    /// Shared with the config, so making a key per request copies no string.
+    host: Arc<str>,
     port: u16,
-    tls: Option<(u64, String)>,
+    tls: Option<(u64, Box<str>)>,
     h2: bool,
 }
 
 /// Where and how to connect.
 pub struct Endpoint<'a> {
-    pub host: &'a str,
+    pub host: &'a Arc<str>,
     pub port: u16,
     /// Client config, its pool key and the SNI to send.
     pub tls: Option<(&'a Arc<ClientConfig>, u64, &'a str)>,
     pub h2: bool,
     pub connect_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 impl Endpoint<'_> {
     fn key(&self) -> PoolKey {
         PoolKey {
-            host: self.host.to_string(),
+            host: self.host.clone(),
             port: self.port,
-            tls: self.tls.map(|(_, k, sni)| (k, sni.to_string())),
+            tls: self.tls.map(|(_, k, sni)| (k, sni.into())),
             h2: self.h2,
         }
     }
@@ -68,6 +74,8 @@ enum Sender {
 pub struct Conn {
     sender: Sender,
     key: PoolKey,
+    /// The connection's write timeout, set for the request about to be sent.
+    write_limit: Limit,
     pub reused: bool,
 }
 
@@ -77,12 +85,12 @@ pub struct SendFailure {
     pub request: Option<Request<ProxyBody>>,
 }
 
-/// An idle HTTP/1.1 connection and when it became idle.
-type Idle = (http1::SendRequest<ProxyBody>, Instant);
+/// An idle HTTP/1.1 connection, its write limit, and when it became idle.
+type Idle = (http1::SendRequest<ProxyBody>, Limit, Instant);
 
 pub struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    shared: Mutex<HashMap<PoolKey, http2::SendRequest<ProxyBody>>>,
+    shared: Mutex<HashMap<PoolKey, (http2::SendRequest<ProxyBody>, Limit)>>,
     max_idle_per_key: usize,
     idle_timeout: Duration,
 }
@@ -102,10 +110,11 @@ impl Pool {
     /// A ready connection to `ep`: an idle pooled one, or a new one.
     pub async fn checkout(&self, ep: &Endpoint<'_>) -> Result<Conn, ProxyError> {
         let key = ep.key();
-        if let Some(sender) = self.take_idle(&key) {
+        if let Some((sender, write_limit)) = self.take_idle(&key) {
             return Ok(Conn {
                 sender,
                 key,
+                write_limit,
                 reused: true,
             });
         }
@@ -117,11 +126,13 @@ impl Pool {
         self.connect(ep, ep.key()).await
     }
 
-    fn take_idle(&self, key: &PoolKey) -> Option<Sender> {
+    fn take_idle(&self, key: &PoolKey) -> Option<(Sender, Limit)> {
         if key.h2 {
             let mut shared = self.shared.lock().expect("pool lock poisoned");
             match shared.get(key) {
-                Some(s) if !s.is_closed() && s.is_ready() => return Some(Sender::H2(s.clone())),
+                Some((s, l)) if !s.is_closed() && s.is_ready() => {
+                    return Some((Sender::H2(s.clone()), l.clone()))
+                }
                 Some(_) => {
                     shared.remove(key);
                 }
@@ -132,9 +143,9 @@ impl Pool {
         let mut idle = self.idle.lock().expect("pool lock poisoned");
         let list = idle.get_mut(key)?;
         let now = Instant::now();
-        while let Some((s, since)) = list.pop() {
+        while let Some((s, l, since)) = list.pop() {
             if s.is_ready() && !s.is_closed() && now - since < self.idle_timeout {
-                return Some(Sender::H1(s));
+                return Some((Sender::H1(s), l));
             }
         }
         None
@@ -142,8 +153,11 @@ impl Pool {
 
     async fn connect(&self, ep: &Endpoint<'_>, key: PoolKey) -> Result<Conn, ProxyError> {
         let addr = format!("{}:{}", ep.host, ep.port);
+        // The handshake's own writes are bounded by the service's limit too.
+        let write_limit = Limit::new(millis(ep.write_timeout).into());
         let work = async {
             let tcp = connect_tcp(ep.host, ep.port, &addr).await?;
+            let tcp = WriteTimeout::new(tcp, write_limit.clone());
             match ep.tls {
                 None => handshake(tcp, ep.h2).await,
                 Some((config, _, sni)) => {
@@ -169,57 +183,114 @@ impl Pool {
             self.shared
                 .lock()
                 .expect("pool lock poisoned")
-                .insert(key.clone(), s.clone());
+                .insert(key.clone(), (s.clone(), write_limit.clone()));
         }
         Ok(Conn {
             sender,
             key,
+            write_limit,
             reused: false,
         })
     }
 
-    /// Sends `req` on `conn`. An HTTP/1.1 connection goes back to the pool once the
-    /// response body has been read.
+    /// Sends `req` on `conn`. For an HTTP/1.1 connection that can carry another
+    /// request, the [`Returner`] gives it back to the pool once the response body has
+    /// been read.
     pub async fn send(
         self: &Arc<Self>,
         conn: Conn,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, SendFailure> {
-        let Conn { sender, key, .. } = conn;
+        write_timeout: Duration,
+    ) -> Result<(Response<Incoming>, Option<Returner>), SendFailure> {
+        let Conn {
+            sender,
+            key,
+            write_limit,
+            ..
+        } = conn;
+        write_limit.store(millis(write_timeout), std::sync::atomic::Ordering::Relaxed);
         match sender {
-            Sender::H2(mut s) => s.try_send_request(req).await.map_err(|mut e| SendFailure {
-                request: e.take_message(),
-                error: e.into_error(),
-            }),
-            Sender::H1(mut s) => match s.try_send_request(req).await {
-                Ok(resp) => {
-                    if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-                        self.recycle(key, s);
-                    }
-                    Ok(resp)
-                }
+            Sender::H2(mut s) => match s.try_send_request(req).await {
+                Ok(resp) => Ok((resp, None)),
                 Err(mut e) => Err(SendFailure {
                     request: e.take_message(),
                     error: e.into_error(),
                 }),
             },
+            Sender::H1(mut s) => {
+                match s.try_send_request(req).await {
+                    Ok(resp) => {
+                        // After a 101 the connection belongs to the upgraded stream.
+                        let returner = (resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS)
+                            .then(|| Returner {
+                                pool: Arc::downgrade(self),
+                                key,
+                                write_limit,
+                                sender: s,
+                            });
+                        Ok((resp, returner))
+                    }
+                    Err(mut e) => Err(SendFailure {
+                        request: e.take_message(),
+                        error: e.into_error(),
+                    }),
+                }
+            }
         }
     }
 
-    fn recycle(self: &Arc<Self>, key: PoolKey, mut s: http1::SendRequest<ProxyBody>) {
-        let pool = Arc::downgrade(self);
+    fn put_idle(&self, key: PoolKey, s: http1::SendRequest<ProxyBody>, limit: Limit) {
+        let mut idle = self.idle.lock().expect("pool lock poisoned");
+        let list = idle.entry(key).or_default();
+        if list.len() < self.max_idle_per_key {
+            list.push((s, limit, Instant::now()));
+        }
+    }
+}
+
+/// An HTTP/1.1 connection on its way back to the pool, carried by the response body.
+///
+/// hyper's connection becomes ready for the next request once it has read the whole
+/// response; by the time the body reports its end, it usually is, and the connection
+/// goes straight back. Only when it is not does a task wait for it (hyper's own
+/// pooled client spawns that task for every request).
+pub struct Returner {
+    pool: Weak<Pool>,
+    key: PoolKey,
+    write_limit: Limit,
+    sender: http1::SendRequest<ProxyBody>,
+}
+
+impl Returner {
+    pub fn give_back(self) {
+        let Returner {
+            pool,
+            key,
+            write_limit,
+            mut sender,
+        } = self;
+        if sender.is_closed() {
+            return;
+        }
+        if sender.is_ready() {
+            if let Some(pool) = pool.upgrade() {
+                pool.put_idle(key, sender, write_limit);
+            }
+            return;
+        }
         tokio::spawn(async move {
-            if s.ready().await.is_err() {
+            if sender.ready().await.is_err() {
                 return;
             }
-            let Some(pool) = pool.upgrade() else { return };
-            let mut idle = pool.idle.lock().expect("pool lock poisoned");
-            let list = idle.entry(key).or_default();
-            if list.len() < pool.max_idle_per_key {
-                list.push((s, Instant::now()));
+            if let Some(pool) = pool.upgrade() {
+                pool.put_idle(key, sender, write_limit);
             }
         });
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn connect_tcp(host: &str, port: u16, label: &str) -> Result<TcpStream, ProxyError> {

@@ -62,8 +62,11 @@ pub struct ServiceInfo {
     pub id: Uuid,
     pub name: Option<String>,
     pub protocol: UpstreamProtocol,
-    pub host: String,
+    pub host: Arc<str>,
     pub port: u16,
+    /// `Host` sent upstream when neither the route preserves it nor a balancer
+    /// chooses the target: `host[:port]`, made once per config version.
+    pub host_header: Option<hyper::header::HeaderValue>,
     pub path: Option<String>,
     pub retries: u32,
     pub connect_timeout: Duration,
@@ -181,8 +184,14 @@ impl ProxyConfig {
                     id: s.id,
                     name: s.name.clone(),
                     protocol,
-                    host: s.host.clone(),
+                    host: s.host.as_str().into(),
                     port: u16::try_from(s.port).unwrap_or(80),
+                    host_header: hyper::header::HeaderValue::from_str(&crate::proxy::host_port(
+                        &s.host,
+                        u16::try_from(s.port).unwrap_or(80),
+                        protocol.is_tls(),
+                    ))
+                    .ok(),
                     path: s.path.clone(),
                     retries: u32::try_from(s.retries).unwrap_or(0),
                     connect_timeout: ms(s.connect_timeout),

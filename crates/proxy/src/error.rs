@@ -37,6 +37,8 @@ pub enum ProxyError {
     Handshake(hyper::Error),
     #[error("the upstream timed out sending its response headers")]
     ReadTimeout,
+    #[error("the upstream stopped reading the request for longer than write_timeout")]
+    WriteTimeout,
     #[error("upstream request failed: {0}")]
     Upstream(hyper::Error),
     #[error("request body larger than {limit} bytes")]
@@ -83,9 +85,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoService | ProxyError::NoPeer => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::ConnectTimeout { .. } | ProxyError::ReadTimeout => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            ProxyError::ConnectTimeout { .. }
+            | ProxyError::ReadTimeout
+            | ProxyError::WriteTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadUpstreamUri(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::GrpcsRequired => StatusCode::OK,

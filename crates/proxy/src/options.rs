@@ -1,7 +1,12 @@
 //! How a proxy runs: limits, header names, trusted roots. Every default is a named
 //! constant.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::header::{HeaderMap, HeaderName};
+use tidegate_model::ipset::IpSet;
 
 /// Kong's `client_max_body_size 0`: no limit on request bodies by default.
 pub const DEFAULT_MAX_REQUEST_BODY: Option<u64> = None;
@@ -63,6 +68,61 @@ pub struct ProxyOptions {
     /// Seconds since the Unix epoch: what plugins take as "now" (credential TTLs,
     /// rate-limit windows). Tests pass a clock they move.
     pub wall_clock: fn() -> f64,
+    /// Kong's `trusted_ips` with `real_ip_header` and `real_ip_recursive`. None (the
+    /// default): no peer is trusted, every `X-Forwarded-*` a client sends is replaced.
+    pub real_ip: Option<Arc<RealIp>>,
+}
+
+/// Peers whose forwarding headers are believed (nginx's realip module as Kong sets it
+/// up): for a request from one of them, the client address comes from `header`, and the
+/// `X-Forwarded-Proto`, `-Host`, `-Port`, `-Path` and `-Prefix` it sent are passed on.
+#[derive(Debug, Clone)]
+pub struct RealIp {
+    pub trusted: IpSet,
+    /// `X-Real-IP` by default; `X-Forwarded-For` to take the address from a list.
+    pub header: HeaderName,
+    /// Off: the last address of the list. On: the last one that is not trusted.
+    pub recursive: bool,
+}
+
+impl RealIp {
+    /// Kong's default `real_ip_header`.
+    pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("x-real-ip");
+
+    /// The client address a trusted peer forwarded, None when the header is missing or
+    /// the address it points at does not parse (the peer's own address stands).
+    pub fn client_ip(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        let mut addrs = headers
+            .get_all(&self.header)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .rev()
+            .peekable();
+        let mut leftmost = None;
+        while let Some(a) = addrs.next() {
+            let ip = parse_addr(a)?;
+            if !self.recursive || !self.trusted.contains(ip) || addrs.peek().is_none() {
+                return Some(ip);
+            }
+            leftmost = Some(ip);
+        }
+        leftmost
+    }
+}
+
+/// An address as forwarding headers write it: bare, `[v6]`, or either with a port.
+fn parse_addr(a: &str) -> Option<IpAddr> {
+    if let Ok(ip) = a.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = a.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    let (host, port) = a.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse().ok()
 }
 
 /// The system clock, the default [`ProxyOptions::wall_clock`].
@@ -96,6 +156,53 @@ impl Default for ProxyOptions {
             plugins: tidegate_plugins::Registry::bundled(),
             max_buffered_response: DEFAULT_MAX_BUFFERED_RESPONSE,
             wall_clock: system_clock,
+            real_ip: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn real_ip(header: &str, recursive: bool) -> RealIp {
+        RealIp {
+            trusted: IpSet::build(&["10.0.0.0/8"]).unwrap(),
+            header: HeaderName::from_bytes(header.as_bytes()).unwrap(),
+            recursive,
+        }
+    }
+
+    fn headers(name: &str, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_address_nginx_realip_would_pick() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let xff = "x-forwarded-for";
+        let cases: &[(&str, bool, &[&str], Option<IpAddr>)] = &[
+            ("x-real-ip", false, &["1.2.3.4"], ip("1.2.3.4")),
+            ("x-real-ip", false, &[], None),
+            ("x-real-ip", false, &["not an address"], None),
+            (xff, false, &["1.1.1.1, 10.0.0.2"], ip("10.0.0.2")),
+            (xff, true, &["1.1.1.1, 10.0.0.2"], ip("1.1.1.1")),
+            (xff, true, &["2.2.2.2, 1.1.1.1", "10.0.0.3"], ip("1.1.1.1")),
+            (xff, true, &["10.0.0.9, 10.0.0.2"], ip("10.0.0.9")),
+            (xff, false, &["[2001:db8::1]:443"], ip("2001:db8::1")),
+            (xff, false, &["1.2.3.4:5678"], ip("1.2.3.4")),
+        ];
+        for (name, recursive, values, want) in cases {
+            let got = real_ip(name, *recursive).client_ip(&headers(name, values));
+            assert_eq!(got, *want, "{name} {recursive} {values:?}");
         }
     }
 }

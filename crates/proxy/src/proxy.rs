@@ -11,7 +11,7 @@
 //! [`error_response`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::balancer::{Balancer, HashOn, InFlight, Outcome};
 use crate::body::{self, ProxyBody, UpstreamBody};
-use crate::client::{Endpoint, Pool};
+use crate::client::{Endpoint, Pool, Returner};
 use crate::config::{Live, ProxyConfig, ServiceInfo};
 use crate::error::ProxyError;
 use crate::options::{HeaderNaming, ProxyOptions};
@@ -37,6 +37,8 @@ use tidegate_plugins::{
 };
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+/// Our `Via` token (Kong sends `1.1 kong/<version>`).
+const VIA: &str = concat!("1.1 tidegate/", env!("CARGO_PKG_VERSION"));
 
 /// Shared by every connection of a proxy.
 pub struct Inner {
@@ -46,12 +48,30 @@ pub struct Inner {
     pub ids: RequestIds,
 }
 
-/// What the request path knows about the connection a request came on.
+/// What the request path knows about the connection a request came on, with the
+/// header values every request on it forwards, made once per connection.
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     pub tls: bool,
     pub sni: Option<String>,
+    /// The peer's address as `X-Real-IP` / `X-Forwarded-For` carry it.
+    peer_ip: HeaderValue,
+    /// The local port as `X-Forwarded-Port` carries it.
+    local_port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, sni: Option<String>) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        ConnInfo {
+            peer,
+            tls,
+            sni,
+            peer_ip,
+            local_port: HeaderValue::from(local.port()),
+        }
+    }
 }
 
 /// Kong's request ids: 32 hex digits, unique per process. Derived from a seed the
@@ -69,11 +89,43 @@ impl RequestIds {
         }
     }
 
-    pub fn next(&self) -> String {
+    pub fn next(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let a = splitmix(self.seed ^ n);
         let b = splitmix(a ^ self.seed.rotate_left(17));
-        format!("{a:016x}{b:016x}")
+        let mut hex = [0u8; 32];
+        for (i, byte) in a
+            .to_be_bytes()
+            .into_iter()
+            .chain(b.to_be_bytes())
+            .enumerate()
+        {
+            hex[2 * i] = HEX[usize::from(byte >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        RequestId(hex)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One request id, kept on the stack: it is made for every request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are UTF-8")
+    }
+
+    fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.0).expect("hex digits are a valid header value")
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -85,8 +137,9 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1, plus the
-/// legacy ones nginx drops).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// legacy ones nginx drops). A static, not a const: a const array of `HeaderName`s is
+/// built and dropped at every use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -112,12 +165,13 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let config = inner.live.load();
-    let request_id = inner.ids.next();
+    let id = inner.ids.next();
+    let request_id = id.as_str();
     let cx = Cx {
         inner: &inner,
         config: &config,
         conn: &conn,
-        request_id: &request_id,
+        request_id,
         start,
     };
     let mut resp = match cx.proxy(req).await {
@@ -131,9 +185,8 @@ pub async fn handle(
         }
     };
     let names = inner.options.header_naming;
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(names.request_id(), v);
-    }
+    resp.headers_mut()
+        .insert(names.request_id(), id.header_value());
     Ok(resp)
 }
 
@@ -145,9 +198,22 @@ struct Cx<'a> {
     start: Instant,
 }
 
+/// Who a request is from, after `trusted_ips`.
+struct Client {
+    ip: IpAddr,
+    /// `ip` as `X-Real-IP` and `X-Forwarded-For` carry it.
+    value: HeaderValue,
+    /// The peer is a trusted proxy: the forwarding headers it sent are passed on.
+    trusted: bool,
+    /// The scheme the client used, as Kong's protocol checks take it.
+    https: bool,
+}
+
 /// An upstream's answer and what the response path needs about how it came.
 struct Sent {
     resp: Response<Incoming>,
+    /// Gives an HTTP/1.1 connection back to the pool once the body is read.
+    returner: Option<Returner>,
     in_flight: Option<InFlight>,
     upstream_latency: Duration,
     proxy_latency: Duration,
@@ -166,17 +232,20 @@ impl Headers for HeaderView<'_> {
 
 impl Cx<'_> {
     async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = request_host(&req).map(str::to_string);
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
+        // Owned handles on the request's Host and target (reference-counted clones of
+        // hyper's buffers, not copies): the request itself moves on below.
+        let uri = req.uri().clone();
+        let host_header = req.headers().get(header::HOST).cloned();
+        let host = host_header
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()));
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
         let matched = {
             let view = RequestView {
                 method: req.method().as_str(),
-                host: host.as_deref(),
-                path: &target,
+                host,
+                path: target,
                 headers: &HeaderView(req.headers()),
                 sni: self.conn.sni.as_deref(),
                 scheme: if self.conn.tls {
@@ -188,10 +257,11 @@ impl Cx<'_> {
             self.config.router.find(&view)
         };
         let m = matched.ok_or(ProxyError::NoRoute)?;
-        match m.protocol_check(self.conn.tls) {
+        let client = self.client(req.headers());
+        match m.protocol_check(client.https) {
             ProtocolCheck::Proceed => {}
             ProtocolCheck::HttpsRequired { status } => {
-                return Ok(self.https_required(status, host.as_deref(), &target, req.version()))
+                return Ok(self.https_required(status, host, target, req.version()))
             }
             ProtocolCheck::GrpcsRequired => return Err(ProxyError::GrpcsRequired),
         }
@@ -241,7 +311,7 @@ impl Cx<'_> {
             };
             let mut cx = Ctx::new(
                 self.request_id,
-                self.conn.peer.ip(),
+                client.ip,
                 protocol,
                 plugins.consumers(),
                 (self.inner.options.wall_clock)(),
@@ -289,27 +359,23 @@ impl Cx<'_> {
             path_and_query.push('?');
             path_and_query.push_str(q);
         }
-        let mut set_cookie = None;
-        let hash = service
-            .balancer
-            .as_ref()
-            .filter(|b| b.uses_hash())
-            .and_then(|b| {
-                self.hash_value(b, &parts, &m, query.as_deref(), consumer, &mut set_cookie)
-            });
-        self.forwarded_headers(&mut parts.headers, host.as_deref(), &target, &m);
+        let (hash, set_cookie) = match service.balancer.as_ref().filter(|b| b.uses_hash()) {
+            Some(b) => self.hash_value(b, &parts, &m, query.as_deref(), consumer, client.ip),
+            None => (None, None),
+        };
+        self.forwarded_headers(&mut parts.headers, host, target, &m, &client);
         strip_hop_by_hop(&mut parts.headers, upgrade);
         let mut outbound = Request::from_parts(parts, body);
         if upgrade {
             let h = outbound.headers_mut();
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let preserve =
-            host_override
-                .as_deref()
-                .or(m.route.preserve_host.then_some(host.as_deref()).flatten());
+        let preserve = host_override
+            .as_deref()
+            .or(m.route.preserve_host.then_some(host).flatten());
         let Sent {
             mut resp,
+            returner,
             in_flight,
             upstream_latency,
             proxy_latency,
@@ -317,7 +383,7 @@ impl Cx<'_> {
             .send_with_retries(
                 &service,
                 outbound,
-                &path_and_query,
+                path_and_query,
                 preserve,
                 hash.as_deref(),
             )
@@ -352,7 +418,8 @@ impl Cx<'_> {
         if let Some(cookie) = set_cookie {
             parts.headers.append(header::SET_COOKIE, cookie);
         }
-        let body = UpstreamBody::new(incoming, service.read_timeout, in_flight).boxed_unsync();
+        let body =
+            UpstreamBody::new(incoming, service.read_timeout, in_flight, returner).boxed_unsync();
         let Some((mut cx, ran)) = run else {
             return Ok(Response::from_parts(parts, body));
         };
@@ -434,11 +501,23 @@ impl Cx<'_> {
         &self,
         service: &Arc<ServiceInfo>,
         mut req: Request<ProxyBody>,
-        path_and_query: &str,
+        path_and_query: String,
         preserve_host: Option<&str>,
         hash: Option<&str>,
     ) -> Result<Sent, ProxyError> {
         let tries = service.retries.saturating_add(1);
+        let h2 = service.protocol.is_h2();
+        // HTTP/1.1 sends the origin form, the same on every attempt: parsed once, and
+        // cloning a `Uri` only counts references.
+        let origin_form = if h2 {
+            None
+        } else {
+            Some(
+                Uri::try_from(path_and_query.as_str())
+                    .map_err(|_| ProxyError::BadUpstreamUri(path_and_query.clone()))?,
+            )
+        };
+        let preserved = preserve_host.and_then(|h| HeaderValue::from_str(h).ok());
         let mut tried: Vec<usize> = Vec::new();
         let mut attempt = 0;
         loop {
@@ -448,43 +527,48 @@ impl Cx<'_> {
                     let i = b.pick(hash, &tried).ok_or(ProxyError::NoPeer)?;
                     tried.push(i);
                     let t = &b.targets[i];
-                    (t.host.as_str(), t.port, Some((b, i)))
+                    (&t.host, t.port, Some((b, i)))
                 }
-                None => (service.host.as_str(), service.port, None),
+                None => (&service.host, service.port, None),
             };
-            let upstream_host = match (preserve_host, target) {
-                (Some(h), _) => h.to_string(),
-                (None, Some((b, _))) => match &b.upstream.host_header {
-                    Some(h) => h.clone(),
-                    None => host_port(host, port, service.protocol.is_tls()),
-                },
-                (None, None) => host_port(host, port, service.protocol.is_tls()),
+            // Kong's `set_host_header`: the preserved Host, else the upstream's
+            // host_header, else the target's (or service's) host and port, all but the
+            // first made with the config.
+            let host_value = match (&preserved, target) {
+                (Some(h), _) => Some(h.clone()),
+                (None, Some((b, i))) => b
+                    .host_header
+                    .clone()
+                    .or_else(|| b.targets[i].host_header(service.protocol.is_tls())),
+                (None, None) => service.host_header.clone(),
             };
-            let sni = strip_port(&upstream_host).to_string();
+            let upstream_host = host_value
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let ep = Endpoint {
                 host,
                 port,
-                tls: service.tls.as_ref().map(|(c, k)| (c, *k, sni.as_str())),
-                h2: service.protocol.is_h2(),
+                tls: service
+                    .tls
+                    .as_ref()
+                    .map(|(c, k)| (c, *k, strip_port(upstream_host))),
+                h2,
                 connect_timeout: service.connect_timeout,
+                write_timeout: service.write_timeout,
             };
-            if let Ok(v) = HeaderValue::from_str(&upstream_host) {
-                req.headers_mut().insert(header::HOST, v);
+            *req.uri_mut() = match &origin_form {
+                Some(uri) => uri.clone(),
+                None => {
+                    let scheme = service.protocol.scheme();
+                    let uri = format!("{scheme}://{upstream_host}{path_and_query}");
+                    Uri::try_from(uri.as_str()).map_err(|_| ProxyError::BadUpstreamUri(uri))?
+                }
+            };
+            if let Some(v) = &host_value {
+                req.headers_mut().insert(header::HOST, v.clone());
             }
-            let uri = if ep.h2 {
-                format!(
-                    "{}://{}{}",
-                    service.protocol.scheme(),
-                    upstream_host,
-                    path_and_query
-                )
-            } else {
-                path_and_query.to_string()
-            };
-            *req.uri_mut() = uri
-                .parse::<Uri>()
-                .map_err(|_| ProxyError::BadUpstreamUri(uri.clone()))?;
-            *req.version_mut() = if ep.h2 {
+            *req.version_mut() = if h2 {
                 Version::HTTP_2
             } else {
                 Version::HTTP_11
@@ -493,7 +577,7 @@ impl Cx<'_> {
             let in_flight = target.map(|(b, i)| b.start(i));
             let sent_at = Instant::now();
             match self.send_once(&ep, req, service.read_timeout).await {
-                Ok(resp) => {
+                Ok((resp, returner)) => {
                     if let Some((b, i)) = target {
                         b.report_passive(i, Outcome::Status(resp.status().as_u16()));
                     }
@@ -501,6 +585,7 @@ impl Cx<'_> {
                     let proxy_latency = sent_at - self.start;
                     return Ok(Sent {
                         resp,
+                        returner,
                         in_flight,
                         upstream_latency,
                         proxy_latency,
@@ -509,9 +594,9 @@ impl Cx<'_> {
                 Err((e, back)) => {
                     if let Some((b, i)) = target {
                         match &e {
-                            ProxyError::ConnectTimeout { .. } | ProxyError::ReadTimeout => {
-                                b.report_passive(i, Outcome::Timeout)
-                            }
+                            ProxyError::ConnectTimeout { .. }
+                            | ProxyError::ReadTimeout
+                            | ProxyError::WriteTimeout => b.report_passive(i, Outcome::Timeout),
                             _ => b.report_passive(i, Outcome::TcpFailure),
                         }
                     }
@@ -533,14 +618,15 @@ impl Cx<'_> {
         ep: &Endpoint<'_>,
         req: Request<ProxyBody>,
         read_timeout: Duration,
-    ) -> Result<Response<Incoming>, (ProxyError, Option<Request<ProxyBody>>)> {
+    ) -> Result<(Response<Incoming>, Option<Returner>), (ProxyError, Option<Request<ProxyBody>>)>
+    {
         let pool = &self.inner.pool;
         let conn = match pool.checkout(ep).await {
             Ok(c) => c,
             Err(e) => return Err((e, Some(req))),
         };
         let reused = conn.reused;
-        let first = timeout(read_timeout, pool.send(conn, req)).await;
+        let first = timeout(read_timeout, pool.send(conn, req, ep.write_timeout)).await;
         let failure = match first {
             Err(_) => return Err((ProxyError::ReadTimeout, None)),
             Ok(Ok(resp)) => return Ok(resp),
@@ -548,21 +634,22 @@ impl Cx<'_> {
         };
         let req = match (failure.request, reused) {
             (Some(req), true) => req,
-            (back, _) => return Err((ProxyError::Upstream(failure.error), back)),
+            (back, _) => return Err((upstream_error(failure.error), back)),
         };
         let conn = match pool.connect_new(ep).await {
             Ok(c) => c,
             Err(e) => return Err((e, Some(req))),
         };
-        match timeout(read_timeout, pool.send(conn, req)).await {
+        match timeout(read_timeout, pool.send(conn, req, ep.write_timeout)).await {
             Err(_) => Err((ProxyError::ReadTimeout, None)),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(f)) => Err((ProxyError::Upstream(f.error), f.request)),
+            Ok(Err(f)) => Err((upstream_error(f.error), f.request)),
         }
     }
 
     /// The value consistent hashing keys on: `hash_on`, else `hash_fallback`. A
-    /// missing cookie is made up and set on the response, as Kong does.
+    /// missing cookie is made up and set on the response (the second value), as Kong
+    /// does.
     fn hash_value(
         &self,
         b: &Balancer,
@@ -570,13 +657,14 @@ impl Cx<'_> {
         m: &Match<'_>,
         query: Option<&str>,
         consumer: Option<uuid::Uuid>,
-        set_cookie: &mut Option<HeaderValue>,
-    ) -> Option<String> {
+        client_ip: IpAddr,
+    ) -> (Option<String>, Option<HeaderValue>) {
+        let mut set_cookie = None;
         let value = |on: &HashOn, set_cookie: &mut Option<HeaderValue>| -> Option<String> {
             match on {
                 HashOn::None => None,
                 HashOn::Consumer => consumer.map(|c| c.to_string()),
-                HashOn::Ip => Some(self.conn.peer.ip().to_string()),
+                HashOn::Ip => Some(client_ip.to_string()),
                 HashOn::Header(name) => {
                     let vals: Vec<&str> = parts
                         .headers
@@ -598,9 +686,10 @@ impl Cx<'_> {
                         .map(|(_, v)| v.to_string());
                     found.or_else(|| {
                         let made = self.inner.ids.next();
+                        let made = made.as_str();
                         *set_cookie =
                             HeaderValue::from_str(&format!("{name}={made}; Path={path}")).ok();
-                        Some(made)
+                        Some(made.to_string())
                     })
                 }
                 HashOn::Path => Some(m.path.clone()),
@@ -620,71 +709,115 @@ impl Cx<'_> {
                 }
             }
         };
-        value(&b.hash_on, set_cookie)
+        let hash = value(&b.hash_on, &mut set_cookie)
             .filter(|v| !v.is_empty())
-            .or_else(|| value(&b.hash_fallback, set_cookie))
+            .or_else(|| value(&b.hash_fallback, &mut set_cookie));
+        (hash, set_cookie)
     }
 
-    /// `X-Real-IP` and `X-Forwarded-*` as Kong sets them for a client that is not a
-    /// trusted proxy: the client's own values are replaced, except `X-Forwarded-For`,
-    /// which gets the client address appended (nginx's `$proxy_add_x_forwarded_for`).
+    /// Who sent the request: the peer, or for a peer in `trusted_ips` the client it
+    /// names in `real_ip_header`.
+    fn client(&self, h: &HeaderMap) -> Client {
+        let conn = self.conn;
+        let peer = conn.peer.ip();
+        let real = self.inner.options.real_ip.as_deref();
+        let Some(real) = real.filter(|r| r.trusted.contains(peer)) else {
+            return Client {
+                ip: peer,
+                value: conn.peer_ip.clone(),
+                trusted: false,
+                https: conn.tls,
+            };
+        };
+        // Kong takes a trusted peer's X-Forwarded-Proto as the scheme, either way.
+        let https = match h.get(&X_FORWARDED_PROTO) {
+            Some(p) => p.as_bytes().eq_ignore_ascii_case(b"https"),
+            None => conn.tls,
+        };
+        match real.client_ip(h) {
+            Some(ip) => Client {
+                ip,
+                value: HeaderValue::from_str(&ip.to_string())
+                    .expect("an IP address is a valid header value"),
+                trusted: true,
+                https,
+            },
+            None => Client {
+                ip: peer,
+                value: conn.peer_ip.clone(),
+                trusted: true,
+                https,
+            },
+        }
+    }
+
+    /// `X-Real-IP` and `X-Forwarded-*` as Kong sets them. From a client that is not a
+    /// trusted proxy, the client's own values are replaced, except `X-Forwarded-For`,
+    /// which gets the client address appended (nginx's `$proxy_add_x_forwarded_for`); a
+    /// trusted one's `X-Forwarded-Proto`, `-Host`, `-Port`, `-Path` and `-Prefix` pass.
     fn forwarded_headers(
         &self,
         h: &mut HeaderMap,
         host: Option<&str>,
         target: &str,
         m: &Match<'_>,
+        client: &Client,
     ) {
-        let ip = self.conn.peer.ip().to_string();
-        let xff = {
-            let prior: Vec<&str> = h
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if prior.is_empty() {
-                ip.clone()
-            } else {
-                format!("{}, {ip}", prior.join(", "))
+        let conn = self.conn;
+        let mut prior = h.get_all(&X_FORWARDED_FOR).iter().peekable();
+        let xff = if prior.peek().is_none() {
+            client.value.clone()
+        } else {
+            let mut joined = Vec::with_capacity(64);
+            for v in prior {
+                joined.extend_from_slice(v.as_bytes());
+                joined.extend_from_slice(b", ");
             }
+            joined.extend_from_slice(client.value.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.value.clone())
         };
+        h.insert(X_REAL_IP, client.value.clone());
+        h.insert(X_FORWARDED_FOR, xff);
+        let ours = |h: &HeaderMap, name: &HeaderName| !(client.trusted && h.contains_key(name));
         let set = |h: &mut HeaderMap, name: HeaderName, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(name, v);
+            if ours(h, &name) {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(name, v);
+                }
             }
         };
-        set(h, X_REAL_IP, &ip);
-        set(h, X_FORWARDED_FOR, &xff);
-        set(
-            h,
-            X_FORWARDED_PROTO,
-            if self.conn.tls { "https" } else { "http" },
-        );
+        if ours(h, &X_FORWARDED_PROTO) {
+            let proto = if conn.tls { "https" } else { "http" };
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
         match host {
             Some(hst) => set(h, X_FORWARDED_HOST, strip_port(hst)),
-            None => {
+            None if ours(h, &X_FORWARDED_HOST) => {
                 h.remove(&X_FORWARDED_HOST);
             }
+            None => {}
         }
-        set(h, X_FORWARDED_PORT, &self.conn.local.port().to_string());
+        if ours(h, &X_FORWARDED_PORT) {
+            h.insert(X_FORWARDED_PORT, conn.local_port.clone());
+        }
         set(h, X_FORWARDED_PATH, target.split('?').next().unwrap_or("/"));
         match m.prefix.as_deref().filter(|p| !p.is_empty() && *p != "/") {
             Some(p) => set(h, X_FORWARDED_PREFIX, p),
-            None => {
+            None if ours(h, &X_FORWARDED_PREFIX) => {
                 h.remove(&X_FORWARDED_PREFIX);
             }
+            None => {}
         }
     }
 
     fn response_headers(&self, h: &mut HeaderMap, upstream: Duration, proxy: Duration) {
         let o = &self.inner.options;
         if o.server_tokens {
-            let via = format!("1.1 {}", crate::SERVER_TOKEN);
             let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
-                Some(prior) => format!("{prior}, {via}"),
-                None => via,
+                Some(prior) => HeaderValue::from_str(&format!("{prior}, {VIA}")).ok(),
+                None => Some(HeaderValue::from_static(VIA)),
             };
-            if let Ok(v) = HeaderValue::from_str(&value) {
+            if let Some(v) = value {
                 h.insert(header::VIA, v);
             }
         }
@@ -758,6 +891,15 @@ impl Cx<'_> {
     }
 }
 
+/// A failed send: a stalled write is Kong's 504, anything else its 502.
+fn upstream_error(e: hyper::Error) -> ProxyError {
+    if crate::client::is_write_timeout(&e) {
+        ProxyError::WriteTimeout
+    } else {
+        ProxyError::Upstream(e)
+    }
+}
+
 /// Kong's answer to a plain-text gRPC request on a grpcs-only route.
 fn grpcs_required() -> Response<ProxyBody> {
     let mut r = Response::new(body::empty());
@@ -784,15 +926,6 @@ fn millis(d: Duration) -> HeaderValue {
     HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The Host the client asked for: the `Host` header, else the URI's authority (HTTP/2's
-/// `:authority`, or an absolute-form request target).
-fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-}
-
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
@@ -806,21 +939,28 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers and those the `Connection` header names. `TE: trailers`
 /// stays (gRPC needs it); `Upgrade` stays on an upgrade.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass over the names decides that without
+    // hashing each hop-by-hop name into the map.
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
+    let keep_te = h
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
+    // Names the `Connection` header lists beyond the usual ones; the Vec allocates only
+    // when there is one (`Connection: keep-alive` or `close` is the common case).
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close"))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| !HOP_BY_HOP.contains(n))
         .collect();
-    let keep_te = h
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
     for name in named {
-        if upgrade && name == header::UPGRADE {
-            continue;
-        }
         h.remove(name);
     }
     for name in &HOP_BY_HOP {
@@ -833,7 +973,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
 
 /// `host:port`, the port left out when it is the scheme's default (Kong's
 /// `set_host_header`).
-fn host_port(host: &str, port: u16, tls: bool) -> String {
+pub(crate) fn host_port(host: &str, port: u16, tls: bool) -> String {
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -865,7 +1005,10 @@ fn escape_path(path: &str) -> String {
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(UPPER[usize::from(b >> 4)]));
+            out.push(char::from(UPPER[usize::from(b & 0xf)]));
         }
     }
     out

@@ -143,12 +143,7 @@ impl Accept {
                 let _done = done;
                 match acceptor {
                     None => {
-                        let info = ConnInfo {
-                            peer,
-                            local,
-                            tls: false,
-                            sni: None,
-                        };
+                        let info = ConnInfo::new(peer, local, false, None);
                         let b = if http2 { &builders.both } else { &builders.h1 };
                         serve(b, tcp, inner, info, stop).await;
                     }
@@ -168,12 +163,7 @@ impl Accept {
                         let (_, session) = tls.get_ref();
                         let sni = session.server_name().map(str::to_ascii_lowercase);
                         let h2 = session.alpn_protocol() == Some(b"h2");
-                        let info = ConnInfo {
-                            peer,
-                            local,
-                            tls: true,
-                            sni,
-                        };
+                        let info = ConnInfo::new(peer, local, true, sni);
                         let b = if h2 { &builders.h2 } else { &builders.h1 };
                         serve(b, tls, inner, info, stop).await;
                     }

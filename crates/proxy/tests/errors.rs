@@ -67,6 +67,33 @@ async fn a_hanging_upstream_is_504_after_read_timeout() {
     h.stop().await;
 }
 
+/// Kong's `write_timeout`: an upstream that stops reading the request body fails it
+/// with 504 after write_timeout, long before read_timeout.
+#[tokio::test]
+async fn an_upstream_that_stops_reading_is_504_after_write_timeout() {
+    let (port, listener) = silent_listener().await;
+    let doc = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:{port}\n  write_timeout: 300\n  read_timeout: 30000\n  routes:\n  - name: r\n    paths: [/]\n"
+    );
+    let h = Harness::start(&doc).await;
+    // Far more than the socket buffers on both sides hold.
+    let body = hyper::body::Bytes::from(vec![b'x'; 64 << 20]);
+    let req = hyper::Request::post("/")
+        .header("host", "x")
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let r = send(h.http, req).await;
+    assert_kong_error(&r, 504, "The upstream server is timing out");
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(20),
+        "answered after {took:?}"
+    );
+    listener.abort();
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn route_without_service_is_503() {
     let doc = "_format_version: \"3.0\"\nroutes:\n- name: r\n  paths: [/]\n";

@@ -282,3 +282,82 @@ async fn kong_header_names_when_asked() {
     assert!(r.header("x-tidegate-proxy-latency").is_none());
     h.stop().await;
 }
+
+/// `trusted_ips` with `real_ip_header = X-Forwarded-For` and `real_ip_recursive = on`,
+/// as Kong sets nginx's realip module up: a trusted proxy's forwarding headers pass,
+/// the client address is the last untrusted one of its list, plugins and upstream see
+/// that address, and its X-Forwarded-Proto is the scheme the protocol check takes.
+#[tokio::test]
+async fn a_trusted_proxy_forwards_the_client_and_its_headers() {
+    let up = Upstream::start("u", Mode::Echo).await;
+    let doc = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:{}\n  routes:\n  - name: r\n    paths: [/pre]\n  - name: secure\n    protocols: [https]\n    paths: [/secure]\n    plugins:\n    - name: ip-restriction\n      config:\n        deny: [203.0.113.7]\n",
+        up.port()
+    );
+    let trusted = |list: &[&str]| tidegate_proxy::RealIp {
+        trusted: tidegate_model::ipset::IpSet::build(list).unwrap(),
+        header: hyper::header::HeaderName::from_static("x-forwarded-for"),
+        recursive: true,
+    };
+    let options = |list: &[&str]| tidegate_proxy::ProxyOptions {
+        real_ip: Some(std::sync::Arc::new(trusted(list))),
+        ..tidegate_proxy::ProxyOptions::default()
+    };
+    let forwarded = |path: &str, xff: &str| {
+        hyper::Request::get(path)
+            .header("host", "gw.example")
+            .header("x-forwarded-for", xff)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "public.example")
+            .header("x-forwarded-port", "443")
+            .header("x-forwarded-prefix", "/outer")
+            .body(Default::default())
+            .unwrap()
+    };
+
+    // The test client is 127.0.0.1, trusted along with the 10/8 hop in the list.
+    let h = Harness::with_options(&doc, options(&["127.0.0.1", "10.0.0.0/8"])).await;
+    let r = send(
+        h.http,
+        forwarded("/pre/x", "198.51.100.1, 192.0.2.9, 10.1.1.1"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let up_h = |n: &str| r.upstream_header(n);
+    assert_eq!(up_h("x-real-ip").as_deref(), Some("192.0.2.9"));
+    assert_eq!(
+        up_h("x-forwarded-for").as_deref(),
+        Some("198.51.100.1, 192.0.2.9, 10.1.1.1, 192.0.2.9"),
+        "nginx's $proxy_add_x_forwarded_for appends the realip address"
+    );
+    assert_eq!(up_h("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(up_h("x-forwarded-host").as_deref(), Some("public.example"));
+    assert_eq!(up_h("x-forwarded-port").as_deref(), Some("443"));
+    assert_eq!(up_h("x-forwarded-prefix").as_deref(), Some("/outer"));
+    assert_eq!(up_h("x-forwarded-path").as_deref(), Some("/pre/x"));
+    // An https-only route over plain HTTP is served: the trusted proxy says https.
+    let r = send(h.http, forwarded("/secure", "192.0.2.9")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Plugins see the forwarded client.
+    let r = send(h.http, forwarded("/secure", "203.0.113.7")).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["message"], "IP address not allowed: 203.0.113.7");
+    h.stop().await;
+
+    // The same request from a peer that is not trusted: everything is replaced.
+    let h = Harness::with_options(&doc, options(&["10.0.0.0/8"])).await;
+    let r = send(h.http, forwarded("/pre/x", "192.0.2.9")).await;
+    let up_h = |n: &str| r.upstream_header(n);
+    assert_eq!(up_h("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        up_h("x-forwarded-for").as_deref(),
+        Some("192.0.2.9, 127.0.0.1")
+    );
+    assert_eq!(up_h("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(up_h("x-forwarded-host").as_deref(), Some("gw.example"));
+    assert_eq!(up_h("x-forwarded-port"), Some(h.http.port().to_string()));
+    assert_eq!(up_h("x-forwarded-prefix").as_deref(), Some("/pre"));
+    let r = send(h.http, forwarded("/secure", "192.0.2.9")).await;
+    assert_eq!(r.status, 426);
+    h.stop().await;
+}

@@ -2,7 +2,13 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+// The router's sets are looked up on every request with client-supplied strings but
+// filled only from the config, so a fast hasher cannot be flooded; SipHash was ~1/3 of
+// a lookup.
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use regex::Regex;
 use tidegate_model::entities::Route;
@@ -206,17 +212,18 @@ pub struct Router {
     /// One entry per (route, path), in Kong's priority order.
     routes: Vec<Compiled>,
     categories: Vec<Category>,
-    category_index: HashMap<u8, usize>,
+    /// Category bits → position in `categories`.
+    category_index: [Option<usize>; 128],
     // Indexes over all routes that guess the best category a request may hit.
-    plain_hosts: HashSet<String>,
+    plain_hosts: FastSet<String>,
     wildcards: index::Wildcards,
     header_names: Vec<String>,
     regexes: index::RegexPaths,
-    plain_uris: HashSet<String>,
+    plain_uris: FastSet<String>,
     /// Distinct lengths of prefix paths, longest first.
     prefix_lens: Vec<usize>,
-    methods: HashSet<String>,
-    snis: HashSet<String>,
+    methods: FastSet<String>,
+    snis: FastSet<String>,
     // The linear scans the indexes replace, kept as the reference they are tested against.
     #[cfg(test)]
     wildcard_hosts: Vec<(usize, usize)>,
@@ -285,11 +292,11 @@ struct Category {
     bits: u8,
     weight: u8,
     all: Vec<usize>,
-    by_host: HashMap<String, Vec<usize>>,
-    by_header: HashMap<String, Vec<usize>>,
-    by_uri: HashMap<String, Vec<usize>>,
-    by_method: HashMap<String, Vec<usize>>,
-    by_sni: HashMap<String, Vec<usize>>,
+    by_host: FastMap<String, Vec<usize>>,
+    by_header: FastMap<String, Vec<usize>>,
+    by_uri: FastMap<String, Vec<usize>>,
+    by_method: FastMap<String, Vec<usize>>,
+    by_sni: FastMap<String, Vec<usize>>,
 }
 
 // === impl Router ===
@@ -327,15 +334,15 @@ impl Router {
             infos,
             routes: Vec::new(),
             categories: Vec::new(),
-            category_index: HashMap::new(),
-            plain_hosts: HashSet::new(),
+            category_index: [None; 128],
+            plain_hosts: FastSet::default(),
             wildcards: index::Wildcards::default(),
             header_names: Vec::new(),
             regexes: index::RegexPaths::default(),
-            plain_uris: HashSet::new(),
+            plain_uris: FastSet::default(),
             prefix_lens: Vec::new(),
-            methods: HashSet::new(),
-            snis: HashSet::new(),
+            methods: FastSet::default(),
+            snis: FastSet::default(),
             #[cfg(test)]
             wildcard_hosts: Vec::new(),
             #[cfg(test)]
@@ -356,11 +363,9 @@ impl Router {
         router.routes = compiled;
         let mut categories: Vec<Category> = by_bits.into_values().collect();
         categories.sort_by_key(|c| (Reverse(c.weight), Reverse(c.bits)));
-        router.category_index = categories
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.bits, i))
-            .collect();
+        for (i, c) in categories.iter().enumerate() {
+            router.category_index[usize::from(c.bits)] = Some(i);
+        }
         router.categories = categories;
         router.wildcards.finish();
         router.regexes.finish();
@@ -478,7 +483,7 @@ impl Router {
         }
 
         // Kong starts at the request's own category when one exists, else at the top.
-        let start = self.category_index.get(&category).copied().unwrap_or(0);
+        let start = self.category_index[usize::from(category)].unwrap_or(0);
         let try_route = |i: &usize| self.try_route(*i, &cx);
         for cat in &self.categories[start..] {
             // Only candidates can match, so both of Kong's passes keep their order
@@ -657,7 +662,7 @@ impl Router {
         }
 
         // Kong starts at the request's own category when one exists, else at the top.
-        let start = self.category_index.get(&category).copied().unwrap_or(0);
+        let start = self.category_index[usize::from(category)].unwrap_or(0);
         for cat in &self.categories[start..] {
             if let Some(reduced) = cat.reduce(&cx) {
                 if let Some(mut m) = reduced.iter().find_map(|&i| self.try_route(i, &cx)) {

@@ -3,6 +3,13 @@
 //! custom build (one that installs its own plugins, see `crates/plugin-example`) does
 //! the same after registering them.
 
+/// The proxy makes a few dozen short-lived allocations per request on a handful of
+/// threads; mimalloc's thread-local free lists serve them at a fraction of glibc
+/// malloc's cost (it was ~19% of the proxy's instructions). Set here, in the library,
+/// so custom builds calling [`main`] get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config_cmd;
 mod data_plane;
 mod hybrid_cmd;

@@ -1,12 +1,11 @@
 //! ip-restriction: refuses clients by address. The deny list is checked first, then the
 //! allow list; a client in neither passes only when there is no allow list.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use tidegate_model::ipset::IpSet;
 use tidegate_model::plugins::ip_restriction::IpRestrictionConfig;
-use tidegate_model::typedefs::parse_cidr;
 
 use crate::context::{Ctx, Req};
 use crate::phase::{Access, Exit, Plugin};
@@ -16,8 +15,8 @@ use crate::runtime::Runtime;
 const DEFAULT_STATUS: u16 = 403;
 
 pub struct IpRestriction {
-    deny: Option<Matcher>,
-    allow: Option<Matcher>,
+    deny: Option<IpSet>,
+    allow: Option<IpSet>,
     refusal: Refusal,
 }
 
@@ -33,78 +32,14 @@ enum Refusal {
     Unusable,
 }
 
-/// Addresses and CIDR ranges, grouped by prefix length, so that a lookup costs one hash
-/// probe per distinct length (what lua-resty-ipmatcher does), whatever the list's size.
-#[derive(Debug, Default)]
-struct Matcher {
-    v4: Vec<(u32, HashSet<u32>)>,
-    v6: Vec<(u32, HashSet<u128>)>,
-}
-
 pub fn build(c: &IpRestrictionConfig, _rt: &Runtime) -> Result<Arc<dyn Plugin>, String> {
     Ok(Arc::new(IpRestriction::new(c)?))
 }
 
-// === impl Matcher ===
-
-impl Matcher {
-    /// `None` for an empty list, which Kong skips.
-    fn build(list: &[String]) -> Result<Option<Matcher>, String> {
-        if list.is_empty() {
-            return Ok(None);
-        }
-        let mut m = Matcher::default();
-        for entry in list {
-            let (ip, len) =
-                parse_cidr(entry).ok_or_else(|| format!("invalid ip or cidr range: '{entry}'"))?;
-            let len = u32::from(len);
-            match ip {
-                IpAddr::V4(a) => {
-                    let net = u32::from(a) & mask32(len);
-                    insert(&mut m.v4, len, net);
-                }
-                IpAddr::V6(a) => {
-                    let net = u128::from(a) & mask128(len);
-                    insert(&mut m.v6, len, net);
-                }
-            }
-        }
-        Ok(Some(m))
-    }
-
-    fn matches(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                self.v4
-                    .iter()
-                    .any(|(len, nets)| nets.contains(&(a & mask32(*len))))
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                self.v6
-                    .iter()
-                    .any(|(len, nets)| nets.contains(&(a & mask128(*len))))
-            }
-        }
-    }
-}
-
-fn insert<T: std::hash::Hash + Eq>(groups: &mut Vec<(u32, HashSet<T>)>, len: u32, net: T) {
-    match groups.iter_mut().find(|(l, _)| *l == len) {
-        Some((_, nets)) => {
-            nets.insert(net);
-        }
-        None => groups.push((len, HashSet::from([net]))),
-    }
-}
-
-fn mask32(len: u32) -> u32 {
-    u32::MAX.checked_shl(32 - len).unwrap_or(0)
-}
-
-fn mask128(len: u32) -> u128 {
-    u128::MAX.checked_shl(128 - len).unwrap_or(0)
+/// `None` for an empty list, which Kong skips.
+fn matcher(list: &[String]) -> Result<Option<IpSet>, String> {
+    let set = IpSet::build(list)?;
+    Ok((!set.is_empty()).then_some(set))
 }
 
 // === impl IpRestriction ===
@@ -129,17 +64,17 @@ impl IpRestriction {
             }
         };
         Ok(IpRestriction {
-            deny: Matcher::build(c.deny.as_deref().unwrap_or_default())?,
-            allow: Matcher::build(c.allow.as_deref().unwrap_or_default())?,
+            deny: matcher(c.deny.as_deref().unwrap_or_default())?,
+            allow: matcher(c.allow.as_deref().unwrap_or_default())?,
             refusal,
         })
     }
 
     fn allowed(&self, ip: IpAddr) -> bool {
-        if self.deny.as_ref().is_some_and(|d| d.matches(ip)) {
+        if self.deny.as_ref().is_some_and(|d| d.contains(ip)) {
             return false;
         }
-        self.allow.as_ref().is_none_or(|a| a.matches(ip))
+        self.allow.as_ref().is_none_or(|a| a.contains(ip))
     }
 
     fn refuse(&self, ip: IpAddr) -> Exit {
@@ -297,15 +232,5 @@ mod tests {
         let e = run(&p, "127.0.0.1").expect("refused");
         assert_eq!(e.status, 500);
         assert_eq!(message(&e), "An unexpected error occurred");
-    }
-
-    #[test]
-    fn masks() {
-        assert_eq!(mask32(0), 0);
-        assert_eq!(mask32(8), 0xff00_0000);
-        assert_eq!(mask32(32), u32::MAX);
-        assert_eq!(mask128(0), 0);
-        assert_eq!(mask128(128), u128::MAX);
-        assert_eq!(mask128(1), 1 << 127);
     }
 }

@@ -126,7 +126,7 @@ fn consistent_hashing_is_sticky_and_moves_few_keys() {
     assert_eq!(first, again, "the same value goes to the same target");
     // Removing c: only c's keys move.
     let b2 = Balancer::new(&u, three[..2].to_vec());
-    let name = |b: &Balancer, i: usize| b.targets[i].host.clone();
+    let name = |b: &Balancer, i: usize| b.targets[i].host.to_string();
     for (k, &i) in first.iter().enumerate() {
         let before = name(&b3, i);
         let after = name(&b2, b2.pick(Some(&key(k)), &[]).unwrap());

@@ -42,10 +42,19 @@ fn hop_by_hop_headers_go() {
 #[test]
 fn request_ids_are_32_hex_and_distinct() {
     let ids = RequestIds::new(42);
-    let a = ids.next();
-    let b = ids.next();
+    let a = ids.next().as_str().to_string();
+    let b = ids.next().as_str().to_string();
     assert_eq!(a.len(), 32);
     assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     assert_ne!(a, b);
-    assert_eq!(RequestIds::new(42).next(), a, "same seed, same sequence");
+    assert_eq!(
+        RequestIds::new(42).next().as_str(),
+        a,
+        "same seed, same sequence"
+    );
+    // The same digits as formatting the two halves would give.
+    let n = 0u64;
+    let x = splitmix(42 ^ n);
+    let y = splitmix(x ^ 42u64.rotate_left(17));
+    assert_eq!(a, format!("{x:016x}{y:016x}"));
 }
