@@ -111,24 +111,48 @@ fn the_same_exported_file_always_has_the_same_hash() {
 }
 
 #[test]
-fn invalid_files_print_kongs_errors_and_exit_1() {
+fn invalid_files_print_kongs_errors_at_their_lines_and_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     let file = "_format_version: \"3.0\"\nservices:\n  - name: svc\n    host: 42\n    port: 70000\n    routes: 5\n";
     std::fs::write(dir.path().join("bad.yml"), file).unwrap();
     let out = tidegate(&["config", "parse", "bad.yml"], dir.path());
     assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.starts_with("Error: Failed parsing:\n"), "{err}");
-    assert!(
-        err.contains("in 'services':\n  - in entry 1 of 'services':\n"),
-        "{err}"
+    assert_eq!(
+        stderr(&out),
+        "Error: Failed parsing:\n\
+         bad.yml:4:5: services[0].host: expected a string\n\
+         bad.yml:5:5: services[0].port: value should be between 0 and 65535\n\
+         bad.yml:6:5: services[0].routes: expected an array\n"
     );
-    assert!(err.contains("    in 'host': expected a string"), "{err}");
-    assert!(
-        err.contains("    in 'port': value should be between 0 and 65535"),
-        "{err}"
-    );
-    assert!(err.contains("in 'routes': expected an array"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn syntax_errors_and_nested_errors_point_at_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "indent.yaml",
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://a.test\n   bad: indent\n",
+            "indent.yaml:5:4: did not find expected '-' indicator, while parsing a block collection at line 3 column 3",
+        ),
+        (
+            "kong.json",
+            "{\n  \"_format_version\": \"3.0\",\n  \"services\": [\n    {\"name\": \"a\" \"url\": \"http://a.test\"}\n  ]\n}\n",
+            "kong.json:4:18: expected `,` or `}`",
+        ),
+        (
+            "route.yaml",
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://a.test\n    routes:\n      - name: r\n        paths:\n          - /ok\n          - bad\n",
+            "route.yaml:9:13: services[0].routes[0].paths[1]: should start with: / (fixed path) or ~/ (regex path)",
+        ),
+    ];
+    for (name, text, want) in cases {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let out = tidegate(&["config", "parse", name], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert_eq!(stderr(&out), format!("Error: Failed parsing:\n{want}\n"));
+    }
 }
 
 #[test]

@@ -563,8 +563,35 @@ fn db_export_and_db_import_round_trip_between_running_nodes() {
         text(&out.stderr),
         a.log_text()
     );
+    // stdout is the result, as scripts read it; the stages went to stderr.
     let printed = text(&out.stdout);
     assert!(printed.starts_with("import successful\n"), "{printed}");
+    let progress = text(&out.stderr);
+    let stages: Vec<&str> = progress.lines().collect();
+    assert_eq!(stages.len(), 4, "{progress}");
+    assert!(
+        stages[0].starts_with(&format!("read {}: ", state.display()))
+            && stages[0].ends_with(" KiB"),
+        "{progress}"
+    );
+    assert!(stages[1].starts_with("parsed in "), "{progress}");
+    assert!(
+        stages[1].contains(&format!(": {STATE_ENTITIES} entities ("))
+            && stages[1].contains(" services: 2,")
+            && stages[1].contains(" snis: 2,"),
+        "{progress}"
+    );
+    assert!(
+        stages[2].starts_with("uploaded ")
+            && stages[2].ends_with("; waiting for the cluster to apply it"),
+        "{progress}"
+    );
+    let hash = config_hash(&a).unwrap();
+    assert!(stages[3].starts_with("applied in "), "{progress}");
+    assert!(
+        stages[3].contains(&format!(", config hash {hash}; ")) && stages[3].ends_with(" in all"),
+        "{progress}"
+    );
     for line in [
         "  services: 2\n",
         "  snis: 2\n",
@@ -605,10 +632,12 @@ fn db_export_and_db_import_round_trip_between_running_nodes() {
         d,
     );
     assert_eq!(bad.status.code(), Some(1));
+    // The CP's verdict, placed in the file.
     let why = text(&bad.stderr);
-    assert!(why.starts_with("Error: Failed importing:\n"), "{why}");
     assert!(
-        why.contains("in 'port': value should be between 0 and 65535"),
+        why.contains(
+            "\nError: Failed importing:\nbad.yml:5:3: services[0].port: value should be between 0 and 65535\n"
+        ),
         "{why}"
     );
     assert_eq!(config_hash(&b).unwrap(), empty_hash);

@@ -226,6 +226,11 @@ fn the_readme_walkthrough_proxies_a_request_to_a_real_upstream() {
     let env = [
         ("TIDEGATE_ADMIN_LISTEN", admin.clone()),
         ("TIDEGATE_PROXY_LISTEN", proxy.clone()),
+        // The walkthrough does not use the console; its default port may be taken here.
+        (
+            "TIDEGATE_ADMIN_GUI_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        ),
     ];
 
     let (last, setup) = commands.split_last().expect("the walkthrough has commands");
@@ -486,6 +491,14 @@ fn quickstart_serves_a_write_through_both_proxies_and_sigterm_stops_every_node()
     assert_eq!(admins.len(), 3, "{}", qs.report());
     assert_eq!(proxies.len(), 2, "{}", qs.report());
     assert_eq!(admins[0], format!("127.0.0.1:{}", base + 1));
+    let consoles = qs.urls("Cluster console");
+    assert_eq!(consoles.len(), 3, "{}", qs.report());
+    assert_eq!(consoles[0], format!("127.0.0.1:{}", base + 2));
+    for console in &consoles {
+        let r = http(console, "GET", "/api/cluster", None, &[]).unwrap();
+        let members = r.body["control_planes"].as_array().map(Vec::len);
+        assert_eq!(members, Some(3), "{console}: {}", r.body);
+    }
     let leaders: Vec<Value> = admins
         .iter()
         .map(|a| {
@@ -570,7 +583,7 @@ fn quickstart_serves_a_write_through_both_proxies_and_sigterm_stops_every_node()
             "{node} did not drain and stop on SIGTERM:\n{log}"
         );
     }
-    for a in admins.iter().chain(&proxies) {
+    for a in admins.iter().chain(&proxies).chain(&consoles) {
         assert!(TcpListener::bind(a.as_str()).is_ok(), "{a} is still held");
     }
 }

@@ -173,6 +173,8 @@ pub struct Node {
     pub cluster: String,
     /// `status_listen`, when set.
     pub status: String,
+    /// `admin_gui_listen` (the cluster console of a CP), when set.
+    pub console: String,
     /// `proxy_listen` (plain HTTP) of a DP or a traditional node.
     pub proxy: String,
     pub raft: String,
@@ -201,6 +203,11 @@ impl Node {
             .find(|(k, _)| k == "TIDEGATE_STATUS_LISTEN")
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let console = env
+            .iter()
+            .find(|(k, _)| k == "TIDEGATE_ADMIN_GUI_LISTEN")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let proxy = env
             .iter()
             .find(|(k, _)| k == "TIDEGATE_PROXY_LISTEN")
@@ -210,6 +217,7 @@ impl Node {
             id,
             cluster,
             status,
+            console,
             proxy,
             admin,
             raft,
@@ -235,6 +243,8 @@ impl Node {
             .arg(&self.prefix)
             .env("TIDEGATE_ADMIN_LISTEN", &self.admin)
             .env("TIDEGATE_PROXY_LISTEN", &self.proxy)
+            // Parallel tests would all take the default 127.0.0.1:8002.
+            .env("TIDEGATE_ADMIN_GUI_LISTEN", "off")
             .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
@@ -387,6 +397,10 @@ impl Cluster {
             pair("TIDEGATE_CLUSTER_CERT_KEY", self.cluster_cert.1.display()),
             pair(
                 "TIDEGATE_STATUS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            ),
+            pair(
+                "TIDEGATE_ADMIN_GUI_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             ),
         ];

@@ -23,7 +23,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -33,7 +36,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::backend::Backend;
 
 mod certificates;
-mod cluster;
+pub(crate) mod cluster;
 mod coerce;
 mod config;
 mod entities;
@@ -73,6 +76,38 @@ pub async fn serve<B: Backend>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ctx = Arc::new(routing::Ctx::new(backend));
+    serve_http(listener, "admin API", ctx, shutdown).await
+}
+
+/// What a server run by [`serve_http`] answers: the Admin API, and the cluster console.
+pub(crate) trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+}
+
+impl<B: Backend> Handler for routing::Ctx<B> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        routing::handle(req, self).await
+    }
+
+    fn connection_opened(&self) {
+        self.counters.connection_opened();
+    }
+
+    fn connection_closed(&self) {
+        self.counters.connection_closed();
+    }
+}
+
+/// The HTTP/1.1 and h2c server both of the CP's HTTP APIs run on, so that they share
+/// its limits (header read timeout, graceful shutdown within [`SHUTDOWN_GRACE`]).
+pub(crate) async fn serve_http<H: Handler>(
+    listener: TcpListener,
+    what: &'static str,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -81,7 +116,7 @@ pub async fn serve<B: Backend>(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "admin API listening");
+        info!(%addr, "{what} listening");
     }
 
     loop {
@@ -105,35 +140,35 @@ pub async fn serve<B: Backend>(
                 }
             }
         };
-        ctx.counters.connection_opened();
-        let svc_ctx = ctx.clone();
+        handler.connection_opened();
+        let svc_handler = handler.clone();
         let svc = service_fn(move |req| {
-            let ctx = svc_ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(routing::handle(req, &ctx).await) }
+            let handler = svc_handler.clone();
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        let conn_ctx = ctx.clone();
+        let conn_handler = handler.clone();
         tokio::spawn(
             async move {
                 if let Err(e) = conn.await {
                     debug!(error = %e, "connection ended with an error");
                 }
-                conn_ctx.counters.connection_closed();
+                conn_handler.connection_closed();
             }
-            .instrument(tracing::debug_span!("admin_conn", %peer)),
+            .instrument(tracing::debug_span!("http_conn", server = what, %peer)),
         );
     }
 
     drop(listener);
-    info!("admin API stopped accepting; finishing in-flight requests");
+    info!("{what} stopped accepting; finishing in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
-        warn!(grace = ?SHUTDOWN_GRACE, "admin API connections still open after the grace period; dropping them");
+        warn!(grace = ?SHUTDOWN_GRACE, "{what} connections still open after the grace period; dropping them");
     }
     Ok(())
 }

@@ -8,11 +8,13 @@
 //! ```
 //!
 //! The Admin API only sees the [`Backend`] trait, so it is tested against an in-process
-//! machine and runs unchanged on a real Raft node.
+//! machine and runs unchanged on a real Raft node. The cluster console ([`console`]) is a
+//! read-only page over the same node.
 
 pub mod admin;
 mod backend;
 pub mod compat;
+pub mod console;
 pub mod node;
 #[doc(hidden)]
 pub mod planted;

@@ -15,7 +15,10 @@ use crate::entity::{Ctx, Entity, Fixed, Lookup};
 use crate::error::KongError;
 use crate::kind::EntityKind;
 
+mod locate;
 mod migrate;
+
+pub use locate::{locate, locate_fields, Located, Position};
 
 /// The largest declarative file we read: 64 MiB, several times a 100k-entity config.
 pub const MAX_DECLARATIVE_BYTES: usize = 64 << 20;
@@ -117,6 +120,37 @@ fn top_error(msg: impl Into<String>) -> KongError {
 /// Parses a declarative file's text.
 pub fn parse(text: &str, opts: ParseOptions) -> Result<Declarative, KongError> {
     parse_value(parse_document(text)?, opts)
+}
+
+/// How many entities of each kind a document holds, nested ones included, as the file
+/// writes them (before any validation): cheap enough to report on a file that a CP is
+/// about to check.
+pub fn count_entities(doc: &Value) -> BTreeMap<EntityKind, usize> {
+    fn list(kind: EntityKind, v: &Value, counts: &mut BTreeMap<EntityKind, usize>) {
+        for obj in v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+        {
+            *counts.entry(kind).or_default() += 1;
+            for (k, val) in obj {
+                let child = EntityKind::from_table(k)
+                    .filter(|ck| ck.relations().iter().any(|r| r.parent == kind))
+                    .filter(|_| !own_field(kind, k));
+                if let Some(ck) = child {
+                    list(ck, val, counts);
+                }
+            }
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (k, v) in doc.as_object().into_iter().flatten() {
+        if let Some(kind) = EntityKind::from_table(k) {
+            list(kind, v, &mut counts);
+        }
+    }
+    counts
 }
 
 /// Kong's entity order (`schema_topological_sort` over the 3.x core and bundled plugin

@@ -32,6 +32,7 @@ fn the_custom_build_validates_and_runs_its_plugin() {
             .env("TIDEGATE_ADMIN_LISTEN", &admin)
             .env("TIDEGATE_PROXY_LISTEN", &proxy)
             .env("TIDEGATE_STATUS_LISTEN", "off")
+            .env("TIDEGATE_ADMIN_GUI_LISTEN", "off")
             .env("TIDEGATE_PLUGINS", "bundled,x-greeting")
             .stdout(Stdio::null())
             .stderr(log)

@@ -287,6 +287,14 @@ impl StateReader {
         f(&core.machine, &|v| core.events_since(v))
     }
 
+    /// The newest `limit` Events of the tail, oldest first (fewer right after a restart
+    /// or a snapshot install, which start the tail afresh).
+    pub fn recent_events(&self, limit: usize) -> Vec<Event> {
+        let core = self.shared.read();
+        let skip = core.tail.len().saturating_sub(limit);
+        core.tail.iter().skip(skip).cloned().collect()
+    }
+
     /// Watches the last applied log index and config version.
     pub fn applied(&self) -> watch::Receiver<Applied> {
         self.shared.applied.subscribe()

@@ -2,6 +2,7 @@
 //! import the config of a running CP through its Admin API (`GET`/`POST /config`).
 
 mod admin_client;
+mod progress;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,9 +14,10 @@ use clap::Subcommand;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Value};
 use tidegate_model::declarative::{self, ParseOptions, MAX_DECLARATIVE_BYTES};
-use tidegate_model::{ConfigHash, EntityKind, KongError};
+use tidegate_model::{ConfigHash, EntityKind, ErrorCode, KongError};
 
 use admin_client::AdminUrl;
+use progress::{bytes, secs, Progress};
 
 /// The example written by `config init`: the same file the README points at.
 const EXAMPLE: &str = include_str!("../../../ops/examples/tidegate.yml");
@@ -180,10 +182,28 @@ fn parse(file: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("Error: Failed parsing:\n{}", pretty_error(&e));
+            eprintln!("Error: Failed parsing:\n{}", file_errors(file, &text, &e));
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// A declarative file's errors, one a line, each at `FILE:LINE:COLUMN` where the text
+/// tells (Kong's body names only the path inside the document).
+pub(crate) fn file_errors(file: &Path, text: &str, e: &KongError) -> String {
+    if e.code != ErrorCode::DeclarativeConfig {
+        return pretty_error(e);
+    }
+    located(file, &declarative::locate(text, e))
+}
+
+fn located(file: &Path, errors: &[declarative::Located]) -> String {
+    let name = file.display().to_string();
+    errors
+        .iter()
+        .map(|l| l.render(&name))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn db_export(file: Option<&Path>, admin_url: &str, force: bool) -> anyhow::Result<ExitCode> {
@@ -222,12 +242,84 @@ fn db_export(file: Option<&Path>, admin_url: &str, force: bool) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads, counts and uploads a declarative file, saying on stderr how far it got: a large
+/// import spends seconds in each stage, the longest waiting for the cluster to apply it.
+/// The CP checks the file (its schemas, custom plugins included, are the ones that
+/// count); only a file that is not YAML or JSON at all is refused here.
 fn db_import(file: &Path, admin_url: &str) -> anyhow::Result<ExitCode> {
-    let text = read_declarative(file)?;
+    let progress = Progress::stderr();
     let url = AdminUrl::parse(admin_url)?;
-    let resp = url.request("POST", "/config", Some(&json!({ "config": text })))?;
+    // Before reading a file that may take seconds to parse: a node that is not there is
+    // the most common failure.
+    url.request("GET", "/status", None)?;
+    let text = read_declarative(file)?;
+    progress.line(&format!(
+        "read {}: {}",
+        file.display(),
+        bytes(text.len() as u64)
+    ));
+    let before_parse = progress.elapsed();
+    let doc = match declarative::parse_document(&text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("Error: Failed importing:\n{}", file_errors(file, &text, &e));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let counts = declarative::count_entities(&doc);
+    drop(doc);
+    let total: usize = counts.values().sum();
+    let by_kind: Vec<String> = counts
+        .iter()
+        .map(|(kind, n)| format!("{}: {n}", kind.table()))
+        .collect();
+    progress.line(&format!(
+        "parsed in {}: {total} {}{}",
+        secs(progress.elapsed() - before_parse),
+        if total == 1 { "entity" } else { "entities" },
+        if by_kind.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_kind.join(", "))
+        }
+    ));
+    let body = json!({ "config": text }).to_string().into_bytes();
+    let mut meter = Some(progress.meter(format!("uploading to {}", url.shown), body.len() as u64));
+    let mut uploaded_at = progress.elapsed();
+    let resp = url.send("POST", "/config", Some(&body), &mut |done, total| {
+        if let Some(m) = meter.as_mut() {
+            m.advance(done);
+        }
+        if done == total {
+            let took = meter.take().map(|m| m.finish()).unwrap_or_default();
+            uploaded_at = progress.elapsed();
+            progress.line(&format!(
+                "uploaded {} in {}; waiting for the cluster to apply it",
+                bytes(total),
+                secs(took)
+            ));
+        }
+    });
+    if let Some(m) = meter.take() {
+        m.finish();
+    }
+    let resp = resp?;
     match resp.status {
         201 => {
+            let applied = progress.elapsed() - uploaded_at;
+            // The node answers once it applied the import itself, so its hash now is the
+            // import's (or a later write's).
+            let hash = url
+                .request("GET", "/status", None)
+                .ok()
+                .and_then(|r| r.body["configuration_hash"].as_str().map(str::to_string));
+            progress.line(&format!(
+                "applied in {}{}; {} in all",
+                secs(applied),
+                hash.map(|h| format!(", config hash {h}"))
+                    .unwrap_or_default(),
+                secs(progress.elapsed())
+            ));
             println!("import successful");
             for kind in EntityKind::ALL {
                 let n = resp
@@ -241,14 +333,13 @@ fn db_import(file: &Path, admin_url: &str) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        // Kong's code 14: the file's errors, rendered as `config parse` renders them.
+        // Kong's code 14: the file's errors, placed in the file.
         400 if resp.body.get("code") == Some(&json!(14)) => {
-            let mut out = Vec::new();
-            match resp.body.get("fields") {
-                Some(fields) => render(fields, "", "", &mut out),
-                None => out.push(message_of(&resp.body)),
-            }
-            eprintln!("Error: Failed importing:\n{}", out.join("\n"));
+            let out = match resp.body.get("fields") {
+                Some(fields) => located(file, &declarative::locate_fields(&text, fields)),
+                None => message_of(&resp.body),
+            };
+            eprintln!("Error: Failed importing:\n{out}");
             Ok(ExitCode::from(1))
         }
         status => bail!(

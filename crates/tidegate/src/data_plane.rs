@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::config_cmd::{entropy, pretty_error, read_declarative, unix_now};
+use crate::config_cmd::{entropy, file_errors, pretty_error, read_declarative, unix_now};
 use crate::settings::Settings;
 use crate::start::{cluster_tls, hostname, terminated};
 use crate::status::{DpSources, Sources};
@@ -44,7 +44,7 @@ fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current>
         anyhow::anyhow!(
             "declarative_config {}:\n{}",
             file.display(),
-            pretty_error(&e)
+            file_errors(file, &text, &e)
         )
     })?;
     let mut machine = Machine::new();
@@ -194,6 +194,7 @@ pub async fn start_proxy(
         request_id_seed: entropy()? as u64,
         trusted_ca_pem: std::fs::read_to_string(SYSTEM_CA_BUNDLE).ok(),
         plugins: plugin_registry(settings),
+        real_ip: settings.real_ip.clone(),
         ..Default::default()
     };
     let proxy = tidegate_proxy::Proxy::start(config, |c: &Arc<Current>| c.state.clone(), options)

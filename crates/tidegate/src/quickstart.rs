@@ -107,8 +107,9 @@ impl std::fmt::Display for NodeId {
 }
 
 /// Every port is `base` plus an offset: node `n` uses the block `base + 10 (n - 1)`, with
-/// Kong's habits inside it (proxy +0, Admin API +1, cluster +5) and the Raft and status
-/// listeners next to them; the example upstream sits at `base + 80`.
+/// Kong's habits inside it (proxy +0, Admin API +1, console +2 where Kong Manager is,
+/// cluster +5) and the Raft and status listeners next to them; the example upstream sits
+/// at `base + 80`.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     base: u16,
@@ -116,6 +117,7 @@ struct Layout {
 
 const OFFSET_PROXY: u16 = 0;
 const OFFSET_ADMIN: u16 = 1;
+const OFFSET_CONSOLE: u16 = 2;
 const OFFSET_CLUSTER: u16 = 5;
 const OFFSET_RAFT: u16 = 7;
 const OFFSET_CP_STATUS: u16 = 8;
@@ -140,6 +142,10 @@ impl Layout {
 
     fn admin(&self, cp: u16) -> u16 {
         self.port(cp, OFFSET_ADMIN)
+    }
+
+    fn console(&self, cp: u16) -> u16 {
+        self.port(cp, OFFSET_CONSOLE)
     }
 
     fn cluster(&self, cp: u16) -> u16 {
@@ -186,6 +192,7 @@ impl Layout {
             match node.kind {
                 Kind::ControlPlane => {
                     out.push((self.admin(node.n), format!("{node} admin_listen")));
+                    out.push((self.console(node.n), format!("{node} admin_gui_listen")));
                     out.push((self.cluster(node.n), format!("{node} cluster_listen")));
                     out.push((self.raft(node.n), format!("{node} raft_listen")));
                 }
@@ -374,6 +381,10 @@ fn conf_text(node: NodeId, layout: &Layout, dir: &Path) -> String {
                 (
                     "admin_listen",
                     format!("127.0.0.1:{}", layout.admin(node.n)),
+                ),
+                (
+                    "admin_gui_listen",
+                    format!("127.0.0.1:{}", layout.console(node.n)),
                 ),
                 (
                     "status_listen",
@@ -787,14 +798,21 @@ where
     }
 }
 
-fn step(text: &str) {
+/// Starts a step's line; [`done`] ends it with how long the step took.
+fn step(text: &str) -> Instant {
     print!("{text} ... ");
     let _ = std::io::stdout().flush();
+    Instant::now()
+}
+
+fn done(started: Instant, text: impl std::fmt::Display) {
+    println!("{text} [{:.1}s]", started.elapsed().as_secs_f64());
 }
 
 /// Starts the nodes and waits until the cluster serves: every CP's Admin API, one
 /// leader they agree on, every DP in sync with it.
 async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
+    let began = Instant::now();
     let cps: Vec<NodeId> = Layout::nodes()
         .into_iter()
         .filter(|n| n.kind == Kind::ControlPlane)
@@ -804,7 +822,7 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
         .filter(|n| n.kind == Kind::DataPlane)
         .collect();
     for &cp in &cps {
-        step(&format!("starting {cp}"));
+        let started = step(&format!("starting {cp}"));
         let pid = fleet.spawn(cp)?;
         let admin = layout.admin(cp.n);
         wait_for(
@@ -820,10 +838,16 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
             },
         )
         .await?;
-        println!("ready (pid {pid}, Admin API http://127.0.0.1:{admin})");
+        done(
+            started,
+            format_args!(
+                "ready (pid {pid}, Admin API http://127.0.0.1:{admin}, console http://127.0.0.1:{})",
+                layout.console(cp.n)
+            ),
+        );
     }
 
-    step("waiting for a leader");
+    let started = step("waiting for a leader");
     let admins: Vec<u16> = cps.iter().map(|cp| layout.admin(cp.n)).collect();
     let (leader, term) = wait_for(
         fleet,
@@ -851,10 +875,10 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
         },
     )
     .await?;
-    println!("cp{leader} leads (term {term})");
+    done(started, format_args!("cp{leader} leads (term {term})"));
 
     for &dp in &dps {
-        step(&format!("starting {dp}"));
+        let started = step(&format!("starting {dp}"));
         let pid = fleet.spawn(dp)?;
         let status = layout.status(dp);
         wait_for(
@@ -870,14 +894,18 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
             },
         )
         .await?;
-        println!(
-            "ready (pid {pid}, proxy http://127.0.0.1:{})",
-            layout.proxy(dp.n)
+        done(
+            started,
+            format_args!(
+                "ready (pid {pid}, proxy http://127.0.0.1:{})",
+                layout.proxy(dp.n)
+            ),
         );
     }
     let leader_admin = layout.admin(u16::try_from(leader).unwrap_or(1));
     for &dp in &dps {
         let status = layout.status(dp);
+        let started = step(&format!("syncing {dp}"));
         let (hash, via) = wait_for(
             fleet,
             &[dp],
@@ -893,8 +921,19 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
             },
         )
         .await?;
-        println!("{dp} connected, config hash {hash} (via {via})");
+        done(
+            started,
+            format_args!("connected to {via}, in sync with the leader: config hash {hash}"),
+        );
     }
+    done(
+        began,
+        format_args!(
+            "{} control planes and {} data planes up and in sync",
+            cps.len(),
+            dps.len()
+        ),
+    );
     Ok(())
 }
 
@@ -925,6 +964,11 @@ fn summary(layout: &Layout, dir: &Path) -> String {
         out,
         "  Admin API         {}   (any control plane takes writes)",
         urls((1..=CONTROL_PLANES).map(|n| layout.admin(n)))
+    );
+    let _ = writeln!(
+        out,
+        "  Cluster console   {}   (open one in a browser)",
+        urls((1..=CONTROL_PLANES).map(|n| layout.console(n)))
     );
     let _ = writeln!(
         out,
@@ -992,10 +1036,11 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<ExitCode> {
     if files.all(&dir).iter().all(|p| p.exists()) {
         println!("reusing the certificates in {}", dir.display());
     } else {
-        step("generating certificates");
+        let started = step("generating certificates");
         generate_certificates(&dir, &files)?;
-        println!(
-            "done (cluster.crt: shared mode, every node; raft-*.crt: the control planes' Raft link)"
+        done(
+            started,
+            "done (cluster.crt: shared mode, every node; raft-*.crt: the control planes' Raft link)",
         );
     }
     for node in Layout::nodes() {
@@ -1108,6 +1153,8 @@ mod tests {
         assert_eq!(cps, vec![8001, 8011, 8021]);
         assert_eq!((l.proxy(1), l.proxy(2)), (8000, 8010));
         assert_eq!((l.cluster(1), l.raft(1)), (8005, 8007));
+        let consoles: Vec<u16> = (1..=3).map(|n| l.console(n)).collect();
+        assert_eq!(consoles, vec![8002, 8012, 8022]);
         assert_eq!(l.upstream(), 8080);
         assert_eq!(
             l.raft_peers(),
@@ -1148,6 +1195,10 @@ mod tests {
                     assert_eq!(s.raft_peers.len(), 3);
                     assert!(s.raft_tls.is_some());
                     assert_eq!(s.admin_listen.port(), layout.admin(node.n));
+                    assert_eq!(
+                        s.admin_gui_listen.map(|a| a.port()),
+                        Some(layout.console(node.n))
+                    );
                     assert!(s.proxy_listen.is_empty());
                 }
                 Kind::DataPlane => {

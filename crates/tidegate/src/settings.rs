@@ -9,6 +9,8 @@ use anyhow::{anyhow, bail, Context};
 
 pub const DEFAULT_PREFIX: &str = "./tidegate-data";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8001";
+/// Where Kong Manager lives in Kong; here, the cluster console.
+pub const DEFAULT_ADMIN_GUI_LISTEN: &str = "127.0.0.1:8002";
 pub const DEFAULT_RAFT_LISTEN: &str = "0.0.0.0:8007";
 pub const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8005";
 pub const DEFAULT_PROXY_LISTEN: &str = "0.0.0.0:8000, 0.0.0.0:8443 ssl";
@@ -21,6 +23,7 @@ const KEYS: &[(&str, &str)] = &[
     ("prefix", DEFAULT_PREFIX),
     ("proxy_listen", DEFAULT_PROXY_LISTEN),
     ("admin_listen", DEFAULT_ADMIN_LISTEN),
+    ("admin_gui_listen", DEFAULT_ADMIN_GUI_LISTEN),
     ("status_listen", "off"),
     ("cluster_listen", DEFAULT_CLUSTER_LISTEN),
     ("cluster_control_plane", "127.0.0.1:8005"),
@@ -33,6 +36,9 @@ const KEYS: &[(&str, &str)] = &[
     ("cluster_max_payload", "16777216"),
     ("cluster_data_plane_purge_delay", "1209600"),
     ("declarative_config", ""),
+    ("trusted_ips", ""),
+    ("real_ip_header", "X-Real-IP"),
+    ("real_ip_recursive", "off"),
     ("plugins", "bundled"),
     ("log_level", "notice"),
     ("raft_node_id", "1"),
@@ -65,6 +71,9 @@ pub struct Settings {
     pub role: Role,
     pub prefix: PathBuf,
     pub admin_listen: SocketAddr,
+    /// `admin_gui_listen`: the cluster console of a CP (`control_plane`, `traditional`);
+    /// None when `off`. A DP serves none.
+    pub admin_gui_listen: Option<SocketAddr>,
     pub log_level: String,
     pub raft_node_id: u64,
     pub raft_listen: SocketAddr,
@@ -82,6 +91,45 @@ pub struct Settings {
     pub status_listen: Option<SocketAddr>,
     /// `proxy_listen`; empty when `off`. Used by `data_plane` and `traditional`.
     pub proxy_listen: Vec<tidegate_proxy::Listen>,
+    /// `trusted_ips` with `real_ip_header` and `real_ip_recursive`; None when no
+    /// address is trusted (Kong's default).
+    pub real_ip: Option<std::sync::Arc<tidegate_proxy::RealIp>>,
+}
+
+/// Kong's `trusted_ips`, `real_ip_header` and `real_ip_recursive`.
+fn real_ip(
+    values: &BTreeMap<String, String>,
+) -> anyhow::Result<Option<std::sync::Arc<tidegate_proxy::RealIp>>> {
+    let list: Vec<&str> = values["trusted_ips"]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if list.iter().any(|e| e.starts_with("unix:")) {
+        bail!("trusted_ips: unix: sockets are not supported (the proxy listens on TCP only)");
+    }
+    let trusted = tidegate_model::ipset::IpSet::build(&list)
+        .map_err(|e| anyhow!("trusted_ips: {e} (a comma-separated list of IPs and CIDRs)"))?;
+    let header = values["real_ip_header"].trim();
+    if header.eq_ignore_ascii_case("proxy_protocol") {
+        bail!(
+            "real_ip_header = proxy_protocol is not supported: tidegate's listeners do not              read the PROXY protocol; use X-Real-IP or X-Forwarded-For"
+        );
+    }
+    let header = hyper::header::HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| anyhow!("real_ip_header = '{header}' is not a header name"))?;
+    let recursive = match values["real_ip_recursive"].as_str() {
+        "on" => true,
+        "off" => false,
+        other => bail!("real_ip_recursive = '{other}' must be on or off"),
+    };
+    Ok((!trusted.is_empty()).then(|| {
+        std::sync::Arc::new(tidegate_proxy::RealIp {
+            trusted,
+            header,
+            recursive,
+        })
+    }))
 }
 
 /// The CP ↔ DP link (`cluster_*`).
@@ -364,9 +412,14 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
         "off" | "" => None,
         _ => Some(addr(values, "status_listen")?),
     };
+    let admin_gui_listen = match values["admin_gui_listen"].as_str() {
+        "off" | "" => None,
+        _ => Some(addr(values, "admin_gui_listen")?),
+    };
     let proxy_listen = tidegate_proxy::parse_proxy_listen(&values["proxy_listen"])
         .map_err(|e| anyhow!("proxy_listen = '{}': {e}", values["proxy_listen"]))?;
     Ok(Settings {
+        real_ip: real_ip(values)?,
         proxy_listen,
         cluster,
         declarative_config: path("declarative_config"),
@@ -375,6 +428,7 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
         role,
         prefix: PathBuf::from(&values["prefix"]),
         admin_listen: addr(values, "admin_listen")?,
+        admin_gui_listen,
         log_level,
         raft_node_id,
         raft_listen,
@@ -401,7 +455,64 @@ mod tests {
         assert_eq!(s.role, Role::Traditional);
         assert_eq!(s.prefix, PathBuf::from("./tidegate-data"));
         assert_eq!(s.admin_listen.to_string(), "127.0.0.1:8001");
+        assert_eq!(s.admin_gui_listen.unwrap().to_string(), "127.0.0.1:8002");
         assert!(s.raft_peers.is_empty());
+    }
+
+    #[test]
+    fn the_console_listens_where_told_or_nowhere() {
+        let gui = |v: &str| load(None, None, env(&[("TIDEGATE_ADMIN_GUI_LISTEN", v)]));
+        assert_eq!(
+            gui("0.0.0.0:9002")
+                .unwrap()
+                .admin_gui_listen
+                .unwrap()
+                .to_string(),
+            "0.0.0.0:9002"
+        );
+        assert_eq!(gui("off").unwrap().admin_gui_listen, None);
+        assert!(gui("8002")
+            .unwrap_err()
+            .to_string()
+            .contains("admin_gui_listen = '8002' is not an ip:port address"));
+        let conf = parse_conf("admin_gui_listen = off\n").unwrap();
+        assert_eq!(conf["admin_gui_listen"], "off");
+    }
+
+    #[test]
+    fn trusted_ips_and_the_real_ip_header() {
+        let with = |vars: &[(&str, &str)]| load(None, None, env(vars));
+        assert!(
+            with(&[]).unwrap().real_ip.is_none(),
+            "nobody is trusted by default"
+        );
+        let s = with(&[
+            ("TIDEGATE_TRUSTED_IPS", "10.0.0.0/8, ::1"),
+            ("TIDEGATE_REAL_IP_HEADER", "X-Forwarded-For"),
+            ("TIDEGATE_REAL_IP_RECURSIVE", "on"),
+        ])
+        .unwrap();
+        let real = s.real_ip.expect("trusted");
+        assert!(real.trusted.contains("10.1.2.3".parse().unwrap()));
+        assert!(real.trusted.contains("::1".parse().unwrap()));
+        assert!(!real.trusted.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(real.header.as_str(), "x-forwarded-for");
+        assert!(real.recursive);
+        let s = with(&[("TIDEGATE_TRUSTED_IPS", "0.0.0.0/0,::/0")]).unwrap();
+        let real = s.real_ip.expect("all trusted");
+        assert_eq!(real.header.as_str(), "x-real-ip");
+        assert!(!real.recursive);
+
+        let err = |vars: &[(&str, &str)]| with(vars).unwrap_err().to_string();
+        assert!(err(&[("TIDEGATE_TRUSTED_IPS", "10.0.0.0/33")])
+            .contains("trusted_ips: invalid ip or cidr range: '10.0.0.0/33'"));
+        assert!(err(&[
+            ("TIDEGATE_TRUSTED_IPS", "10.0.0.1"),
+            ("TIDEGATE_REAL_IP_HEADER", "proxy_protocol")
+        ])
+        .contains("proxy_protocol is not supported"));
+        assert!(err(&[("TIDEGATE_REAL_IP_RECURSIVE", "yes")])
+            .contains("real_ip_recursive = 'yes' must be on or off"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `tidegate start`: wires the roles that exist today (traditional and control_plane:
-//! Raft on sled, the Raft link, the Admin API) and runs until SIGTERM or SIGINT.
+//! Raft on sled, the Raft link, the Admin API, the cluster console on `admin_gui_listen`)
+//! and runs until SIGTERM or SIGINT.
 
 use std::sync::Arc;
 
@@ -200,12 +201,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", settings.admin_listen))?;
+    let console = match settings.admin_gui_listen {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on admin_gui_listen {addr} (the cluster console; \
+                 admin_gui_listen = off disables it)"
+            )
+        })?),
+        None => None,
+    };
     info!(role, node = settings.raft_node_id, "control plane ready");
     let admin_server = tokio::spawn(tidegate_cp::admin::serve(
         admin,
         node.clone(),
         stopped(stop_rx.clone()),
     ));
+    let console_server = console.map(|listener| {
+        tokio::spawn(tidegate_cp::console::serve(
+            listener,
+            node.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
 
     // A fatal Raft error (storage) is logged loudly and turns /status red; the node keeps
     // serving reads rather than retrying writes silently.
@@ -223,6 +240,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "admin API stopped with an error"),
         Err(e) => warn!(error = %e, "admin API task failed"),
+    }
+    if let Some(s) = console_server {
+        match s.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cluster console stopped with an error"),
+            Err(e) => warn!(error = %e, "cluster console task failed"),
+        }
     }
     if let Some(s) = raft_server {
         let _ = s.await;

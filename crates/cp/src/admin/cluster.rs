@@ -81,7 +81,7 @@ pub(super) fn data_planes<B: Backend>(ctx: &Ctx<B>) -> Reply {
     Reply::json(StatusCode::OK, json!({ "data": data, "next": null }))
 }
 
-fn data_plane(r: &DpReport, now: i64) -> Value {
+pub(crate) fn data_plane(r: &DpReport, now: i64) -> Value {
     let fresh = now - r.last_seen <= crate::sync::STALE_AFTER.as_secs() as i64;
     json!({
         "id": r.id,

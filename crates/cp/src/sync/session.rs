@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message;
 use semver::Version;
@@ -227,6 +228,7 @@ pub(crate) async fn run<B: Backend>(
         warned_at: None,
         ahead_since: None,
         counters: SentCounters::default(),
+        snapshot_in_flight: None,
     };
     let why = if tx.send(Ok(msg(cp_message::Msg::Ack(ack)))).await.is_err() {
         "the data plane hung up".to_string()
@@ -256,6 +258,9 @@ struct Session<B> {
     /// Since when the DP holds a newer version than this CP.
     ahead_since: Option<Instant>,
     counters: SentCounters,
+    /// The last snapshot sent (version, when, whether it replaced a newer config), until
+    /// the DP reports it applied: its round trip is logged.
+    snapshot_in_flight: Option<(u64, Instant, bool)>,
 }
 
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
@@ -275,7 +280,8 @@ enum Plan {
     Send {
         messages: Vec<CpMessage>,
         version: u64,
-        snapshot: bool,
+        /// For a snapshot: its entities and how long taking and encoding it took.
+        snapshot: Option<(usize, Duration)>,
         events: u64,
         bytes: u64,
     },
@@ -339,6 +345,14 @@ impl<B: Backend> Session<B> {
                     .shared
                     .reader
                     .read(|m| (m.config.version(), m.config.hash()));
+                if let Some((version, at, replaced_newer)) = self.snapshot_in_flight {
+                    // A DP that was ahead may report its old, higher version before it
+                    // takes the snapshot.
+                    if s.version == version || (s.version > version && !replaced_newer) {
+                        info!(dp = %self.dp.id, hostname = %self.dp.hostname, version, round_trip_ms = at.elapsed().as_millis() as u64, "data plane applied the snapshot (transfer, decode, build and cache fsync)");
+                        self.snapshot_in_flight = None;
+                    }
+                }
                 if s.version == cp_version && s.hash != cp_hash.to_string() {
                     warn!(dp = %self.dp.id, hostname = %self.dp.hostname, version = s.version, dp_hash = %s.hash, cp_hash = %cp_hash, "data plane holds another config at this version; sending it a snapshot");
                     self.need_snapshot = true;
@@ -466,14 +480,22 @@ impl<B: Backend> Session<B> {
                 events,
                 bytes,
             } => {
-                if replace_newer && snapshot {
+                if replace_newer && snapshot.is_some() {
                     warn!(dp = %self.dp.id, hostname = %self.dp.hostname, dp_version = ?self.sent, cp_version = version, "data plane holds a config version this cluster never reached; replacing its config with this cluster's");
                 }
+                let sending = Instant::now();
                 for m in messages {
                     tx.send(Ok(m))
                         .await
                         .map_err(|_| "the data plane hung up".to_string())?;
                 }
+                if let Some((entities, encode)) = snapshot {
+                    // The send time is the wait for room in the stream's bounded queue: long
+                    // when the DP reads slowly. The round trip is logged when it reports.
+                    info!(dp = %self.dp.id, hostname = %self.dp.hostname, version, entities, bytes, encode_ms = encode.as_millis() as u64, send_ms = sending.elapsed().as_millis() as u64, "sent a snapshot to a data plane");
+                    self.snapshot_in_flight = Some((version, Instant::now(), replace_newer));
+                }
+                let snapshot = snapshot.is_some();
                 debug!(dp = %self.dp.id, version, snapshot, events, bytes, "pushed config");
                 self.sent = Some(version);
                 self.need_snapshot = false;
@@ -526,21 +548,26 @@ fn plan(
             None => {}
         }
     }
+    let started = Instant::now();
     snapshot_plan(
         config.snapshot(),
         version,
         config.hash(),
+        (config.len(), started),
         settings.max_payload,
     )
 }
 
+/// `of` is the snapshot's entities and when taking it began.
 fn snapshot_plan(
     snapshot: tidegate_state::Snapshot,
     version: u64,
     hash: ConfigHash,
+    of: (usize, Instant),
     max_payload: usize,
 ) -> Plan {
     let body = encode_snapshot(&snapshot);
+    let encode = of.1.elapsed();
     let m = msg(cp_message::Msg::Snapshot(pb::Snapshot {
         version,
         hash: hash.to_string(),
@@ -554,7 +581,7 @@ fn snapshot_plan(
     Plan::Send {
         messages: vec![m],
         version,
-        snapshot: true,
+        snapshot: Some((of.0, encode)),
         events: 0,
         bytes: bytes as u64,
     }
@@ -596,7 +623,7 @@ fn events_plan(events: &[Event], version: u64, max_payload: usize) -> Plan {
     Plan::Send {
         messages,
         version,
-        snapshot: false,
+        snapshot: None,
         events: events.len() as u64,
         bytes: total,
     }

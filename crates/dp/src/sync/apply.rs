@@ -8,11 +8,13 @@
 //! [`Applier::snapshot`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tidegate_proto::cluster as pb;
 use tidegate_proto::cluster::snapshot_request::Reason;
 use tidegate_state::{decode_event, decode_snapshot, ConfigState};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::Current;
 use crate::store::ConfigStore;
@@ -46,6 +48,16 @@ pub struct Applier {
     /// `current` came from the CP but its store failed: the disk lags behind.
     unsaved: bool,
     publish: watch::Sender<Arc<Current>>,
+    /// How the snapshot in `working` arrived, for the one line logged when it is stored.
+    snapshot_stats: Option<SnapshotStats>,
+}
+
+/// The stages of taking a snapshot, for the log: a large config spends seconds in them.
+struct SnapshotStats {
+    received: Instant,
+    bytes: usize,
+    decode: Duration,
+    build: Duration,
 }
 
 // === impl Applier ===
@@ -59,6 +71,7 @@ impl Applier {
             working: None,
             store,
             unsaved: false,
+            snapshot_stats: None,
         }
     }
 
@@ -91,7 +104,16 @@ impl Applier {
             )));
         }
         self.working = None;
-        let state = verified_snapshot(msg).map_err(Problem::Refused)?;
+        self.snapshot_stats = None;
+        let received = Instant::now();
+        let bytes = msg.body.len();
+        let (state, decode) = verified_snapshot(msg).map_err(Problem::Refused)?;
+        self.snapshot_stats = Some(SnapshotStats {
+            received,
+            bytes,
+            decode,
+            build: received.elapsed().saturating_sub(decode),
+        });
         if state.version() < self.current.state.version() {
             tracing::warn!(
                 from = self.current.state.version(),
@@ -156,12 +178,22 @@ impl Applier {
     /// served anyway (it is verified, and the CP is waiting for it to be), and the store
     /// is retried by [`Self::retry_store`] and at the next commit.
     pub async fn commit(&mut self) -> Option<(pb::Status, Result<(), String>)> {
+        let stats = self.snapshot_stats.take();
         let working = self.working.take()?;
         let held = &self.current;
         if held.from_cluster
             && working.version() == held.state.version()
             && working.hash() == held.state.hash()
         {
+            if let Some(st) = stats {
+                tracing::info!(
+                    version = working.version(),
+                    bytes = st.bytes,
+                    decode_ms = st.decode.as_millis() as u64,
+                    build_ms = st.build.as_millis() as u64,
+                    "received a snapshot of the config already served; nothing to store"
+                );
+            }
             return None;
         }
         let state = Arc::new(working);
@@ -173,7 +205,20 @@ impl Applier {
             });
             self.publish.send_replace(self.current.clone());
         }
+        let storing = Instant::now();
         let stored = self.store(state.clone()).await;
+        if let Some(st) = stats {
+            tracing::info!(
+                version = state.version(),
+                entities = state.len(),
+                bytes = st.bytes,
+                decode_ms = st.decode.as_millis() as u64,
+                build_ms = st.build.as_millis() as u64,
+                store_ms = storing.elapsed().as_millis() as u64,
+                total_ms = st.received.elapsed().as_millis() as u64,
+                "applied a snapshot from the control plane (build: indexes and hash check; store: cache write and fsync)"
+            );
+        }
         self.unsaved = stored.is_err();
         self.current = Arc::new(Current {
             state,
@@ -198,10 +243,13 @@ impl Applier {
     }
 }
 
-/// Decodes a snapshot message and checks it against the version and hash it announces.
-fn verified_snapshot(msg: pb::Snapshot) -> Result<ConfigState, Refusal> {
+/// Decodes a snapshot message and checks it against the version and hash it announces;
+/// returns it with the time the decoding took.
+fn verified_snapshot(msg: pb::Snapshot) -> Result<(ConfigState, Duration), Refusal> {
     let failed = |detail: String| refusal(Reason::ApplyFailed, detail);
+    let decoding = Instant::now();
     let snapshot = decode_snapshot(&msg.body).map_err(|e| failed(e.to_string()))?;
+    let decode = decoding.elapsed();
     // Verifies the body against the hash inside it.
     let state = ConfigState::from_snapshot(snapshot).map_err(|e| failed(e.to_string()))?;
     let hash = state.hash().to_string();
@@ -221,7 +269,7 @@ fn verified_snapshot(msg: pb::Snapshot) -> Result<ConfigState, Refusal> {
             state.version()
         )));
     }
-    Ok(state)
+    Ok((state, decode))
 }
 
 fn refusal(reason: Reason, detail: String) -> Refusal {

@@ -1139,3 +1139,32 @@ fn exported_files_keep_the_transform_flag_false() {
     let again = load_value(doc);
     assert_ne!(sorted(&again), sorted(&d));
 }
+
+#[test]
+fn entities_are_counted_as_the_file_writes_them_nested_ones_included() {
+    let doc = parse_document(
+        "_format_version: '3.0'\n\
+         services:\n\
+         - name: s\n\
+         \x20 ca_certificates: [00000000-0000-4000-8000-000000000001]\n\
+         \x20 routes: [{paths: [/a], plugins: [{name: cors}]}, {paths: [/b]}]\n\
+         \x20 plugins: [{name: cors}]\n\
+         consumers: [{username: u, keyauth_credentials: [{key: k}]}]\n\
+         plugins: [{name: cors}, not-a-record]\n",
+    )
+    .unwrap();
+    let counts: Vec<(&str, usize)> = count_entities(&doc)
+        .into_iter()
+        .map(|(k, n)| (k.table(), n))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("services", 1),
+            ("routes", 2),
+            ("consumers", 1),
+            ("plugins", 3),
+            ("keyauth_credentials", 1),
+        ]
+    );
+}

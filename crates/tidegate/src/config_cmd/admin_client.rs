@@ -14,6 +14,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one read or write may stall; an import of a large file is one Raft entry,
 /// applied before the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
+/// How much of a body is written between two progress reports: small next to a large
+/// import, large enough that reporting costs nothing.
+const UPLOAD_CHUNK: usize = 256 << 10;
 /// Largest response accepted: a whole exported file, JSON-escaped, has room here.
 const MAX_RESPONSE_BYTES: u64 = 4 * tidegate_model::declarative::MAX_DECLARATIVE_BYTES as u64;
 
@@ -80,6 +83,25 @@ impl AdminUrl {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Response> {
+        let payload = body.map(Value::to_string);
+        self.send(
+            method,
+            path,
+            payload.as_deref().map(str::as_bytes),
+            &mut |_, _| {},
+        )
+    }
+
+    /// [`Self::request`] with a JSON body already serialised, written in chunks:
+    /// `sent(done, total)` is called after each one, the last time with `done == total`,
+    /// when only the answer is left to wait for.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        json_body: Option<&[u8]>,
+        sent: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Response> {
         let unreachable = |why: String| {
             anyhow::anyhow!(
                 "cannot reach the Admin API at {} ({why}); start the node or pass --admin-url",
@@ -89,7 +111,7 @@ impl AdminUrl {
         let mut stream = self.connect().map_err(|e| unreachable(e.to_string()))?;
         stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
         stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
-        let payload = body.map(Value::to_string).unwrap_or_default();
+        let payload = json_body.unwrap_or_default();
         let host = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -101,19 +123,40 @@ impl AdminUrl {
             self.base,
             env!("CARGO_PKG_VERSION")
         );
-        if body.is_some() {
+        if json_body.is_some() {
             head.push_str("Content-Type: application/json\r\n");
         }
         head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
         stream
             .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(payload.as_bytes()))
             .map_err(|e| unreachable(e.to_string()))?;
+        let total = payload.len() as u64;
+        let mut done = 0u64;
+        let mut write_error = None;
+        for chunk in payload.chunks(UPLOAD_CHUNK) {
+            if let Err(e) = stream.write_all(chunk) {
+                // The node may have answered and closed before taking the whole body
+                // (a body over its limit): that answer says more than the write error.
+                write_error = Some(e);
+                break;
+            }
+            done += chunk.len() as u64;
+            sent(done, total);
+        }
+        if payload.is_empty() {
+            sent(0, 0);
+        }
         let mut raw = Vec::new();
-        stream
+        let read = (&mut stream)
             .take(MAX_RESPONSE_BYTES + 1)
-            .read_to_end(&mut raw)
-            .with_context(|| format!("reading the answer of {}", self.shown))?;
+            .read_to_end(&mut raw);
+        if let Some(e) = write_error {
+            if raw.is_empty() {
+                return Err(unreachable(e.to_string()));
+            }
+        } else {
+            read.with_context(|| format!("reading the answer of {}", self.shown))?;
+        }
         if raw.len() as u64 > MAX_RESPONSE_BYTES {
             bail!(
                 "the answer of {} exceeds {MAX_RESPONSE_BYTES} bytes",

@@ -42,3 +42,40 @@ fn responses_are_framed_by_length_chunks_or_close() {
     assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort").is_err());
     assert!(parse_response(b"garbage").is_err());
 }
+
+#[test]
+fn progress_meters_redraw_a_terminal_and_print_few_plain_lines() {
+    use super::progress::{bytes, due, secs};
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    // A terminal: each new percent, at most every 100 ms, and always the end.
+    assert!(due(true, 1, 0, ms(100)));
+    assert!(!due(true, 2, 1, ms(50)));
+    assert!(!due(true, 1, 1, ms(500)));
+    assert!(due(true, 100, 99, ms(1)));
+    // Plain lines: a 10% step and a second since the last line; never the end, which the
+    // next stage line says.
+    assert!(due(false, 10, 0, ms(1000)));
+    assert!(!due(false, 10, 0, ms(999)));
+    assert!(!due(false, 19, 10, ms(5000)));
+    assert!(due(false, 35, 10, ms(1000)));
+    assert!(!due(false, 100, 90, ms(5000)));
+    // However fast a transfer reports, plain lines stay under one per step.
+    let mut last = 0;
+    let mut lines = 0;
+    for p in 0..=100u8 {
+        if due(false, p, last, ms(1000)) {
+            last = p;
+            lines += 1;
+        }
+    }
+    assert_eq!(lines, 9);
+    assert_eq!(
+        (bytes(512), bytes(1536), bytes(12_900_000)),
+        ("512 B".into(), "1.5 KiB".into(), "12.3 MiB".into())
+    );
+    assert_eq!(
+        (secs(ms(850)), secs(ms(3300))),
+        ("850ms".into(), "3.3s".into())
+    );
+}
