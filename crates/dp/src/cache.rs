@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tidegate_state::{decode_snapshot, encode_snapshot, CodecError, ConfigState, StateError};
+use tidegate_state::{decode_snapshot, encode_state, CodecError, ConfigState, StateError};
 use uuid::Uuid;
 
 pub const CACHE_FILE: &str = "config.cache";
@@ -246,7 +246,7 @@ impl Cache {
 
 /// The file bytes for `state`: header, snapshot, checksum.
 pub fn encode_file(state: &ConfigState) -> Vec<u8> {
-    encode_body(&encode_snapshot(&state.snapshot()))
+    encode_body(&encode_state(state))
 }
 
 fn encode_body(body: &[u8]) -> Vec<u8> {

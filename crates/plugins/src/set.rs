@@ -148,7 +148,7 @@ impl PluginSet {
         let consumers = if slots.is_empty() {
             Consumers::default()
         } else {
-            Consumers::build(state)
+            Consumers::build(state, &rt.shared::<crate::consumers::LastIndex>())
         };
         (PluginSet { slots, consumers }, warnings)
     }

@@ -124,6 +124,37 @@ pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
     .expect("snapshots encode infallibly")
 }
 
+/// The same bytes as `encode_snapshot(&state.snapshot())`, without copying the config:
+/// each entity is encoded straight from the state.
+pub fn encode_state(state: &crate::ConfigState) -> Vec<u8> {
+    struct Entities<'a>(&'a crate::ConfigState);
+    impl Serialize for Entities<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for e in self.0.iter() {
+                seq.serialize_element(&encode_entity(e))?;
+            }
+            seq.end()
+        }
+    }
+    /// [`SnapshotWire`]'s layout, field for field.
+    #[derive(Serialize)]
+    struct StateWire<'a> {
+        format: u16,
+        version: u64,
+        hash: u128,
+        entities: Entities<'a>,
+    }
+    postcard::to_stdvec(&StateWire {
+        format: SNAPSHOT_FORMAT,
+        version: state.version(),
+        hash: state.hash().0,
+        entities: Entities(state),
+    })
+    .expect("snapshots encode infallibly")
+}
+
 /// Decodes a snapshot. The hash is not checked here: [`crate::ConfigState::from_snapshot`]
 /// does that when it rebuilds the state.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, CodecError> {

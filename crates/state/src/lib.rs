@@ -22,11 +22,12 @@ mod machine;
 #[doc(hidden)]
 pub mod planted;
 mod requests;
+mod shards;
 mod state;
 
 pub use codec::{
-    decode_event, decode_snapshot, encode_event, encode_snapshot, CodecError, ENTITY_SCHEMA,
-    SNAPSHOT_FORMAT,
+    decode_event, decode_snapshot, encode_event, encode_snapshot, encode_state, CodecError,
+    ENTITY_SCHEMA, SNAPSHOT_FORMAT,
 };
 pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS};
 pub use data_planes::{DataPlanes, DpReport, SentCounters, MAX_DATA_PLANES, MAX_REPORTS_PER_BATCH};

@@ -1,13 +1,14 @@
 //! `ConfigState`: the materialised config, its version and hash, and the indexes that
 //! validation needs (unique keys, children by parent).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use tidegate_model::hash::EntityDigest;
 use tidegate_model::{ConfigHash, Entity, EntityKind, Lookup};
 use uuid::Uuid;
 
 use crate::event::{Change, Event};
+use crate::shards::{hashed, ShardKey, ShardMap};
 use crate::Snapshot;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,15 +34,47 @@ struct Stored {
 /// A unique index slot: (kind, index name, key).
 type UniqueKey = (EntityKind, &'static str, String);
 
+/// Bits of an id that pick its shard within its kind: 4,096 shards per kind, so a change
+/// among a million entities of one kind copies about 250 of them.
+const ID_SHARD_BITS: u32 = 12;
+
+/// Shards in (kind, id) order, so that iterating them iterates entities in load order.
+impl ShardKey for (EntityKind, Uuid) {
+    fn shard(&self) -> u32 {
+        let b = self.1.as_bytes();
+        let prefix = (u32::from(b[0]) << 8 | u32::from(b[1])) >> (16 - ID_SHARD_BITS);
+        (self.0 as u32) << ID_SHARD_BITS | prefix
+    }
+}
+
+impl ShardKey for UniqueKey {
+    fn shard(&self) -> u32 {
+        hashed(
+            &[&[self.0 as u8], self.1.as_bytes(), self.2.as_bytes()],
+            ID_SHARD_BITS,
+        )
+    }
+}
+
+/// The shards holding entities of `kind`.
+fn kind_shards(kind: EntityKind) -> (u32, u32) {
+    let lo = (kind as u32) << ID_SHARD_BITS;
+    (lo, lo | ((1 << ID_SHARD_BITS) - 1))
+}
+
 /// The materialised config. One owner mutates it, through [`ConfigState::apply`].
+///
+/// Cloning is cheap (the maps are sharded behind `Arc`s) and a clone changed by one Event
+/// shares all but the touched shards with the original: a DP applies changes to a copy
+/// of what it serves.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigState {
     version: u64,
     hash: ConfigHash,
-    entities: BTreeMap<(EntityKind, Uuid), Stored>,
-    unique: BTreeMap<UniqueKey, Uuid>,
+    entities: ShardMap<(EntityKind, Uuid), Stored>,
+    unique: ShardMap<UniqueKey, Uuid>,
     /// (parent kind, parent id) → children that reference it, for cascades and restricts.
-    children: BTreeMap<(EntityKind, Uuid), BTreeSet<(EntityKind, Uuid)>>,
+    children: ShardMap<(EntityKind, Uuid), BTreeSet<(EntityKind, Uuid)>>,
 }
 
 // === impl ConfigState ===
@@ -64,7 +97,7 @@ impl ConfigState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.entities.len() == 0
     }
 
     pub fn get(&self, kind: EntityKind, id: Uuid) -> Option<&Entity> {
@@ -84,14 +117,52 @@ impl ConfigState {
 
     /// Entities of one kind, ordered by id.
     pub fn iter_kind(&self, kind: EntityKind) -> impl Iterator<Item = &Entity> {
-        let lo = (kind, Uuid::nil());
-        let hi = (kind, Uuid::max());
-        self.entities.range(lo..=hi).map(|(_, s)| &s.entity)
+        let (lo, hi) = kind_shards(kind);
+        self.entities.shard_range(lo, hi).map(|(_, s)| &s.entity)
+    }
+
+    /// The ids of `kind` whose entity differs between `self` and `other` (added, removed
+    /// or changed), in id order. Shards the two states share are skipped without being
+    /// read, so for a state and a copy of it changed by a few Events this costs about
+    /// the number of shards, not the number of entities.
+    pub fn changed_ids(&self, other: &ConfigState, kind: EntityKind) -> Vec<Uuid> {
+        let (lo, hi) = kind_shards(kind);
+        let mut out = Vec::new();
+        let mut mine = self.entities.shards_in(lo, hi).peekable();
+        let mut theirs = other.entities.shards_in(lo, hi).peekable();
+        loop {
+            let (a, b) = match (mine.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some((i, _)), Some((j, _))) if i == j => {
+                    let (a, b) = (mine.next(), theirs.next());
+                    (a.map(|x| x.1), b.map(|x| x.1))
+                }
+                (Some((i, _)), Some((j, _))) if i < j => (mine.next().map(|x| x.1), None),
+                (Some(_), None) => (mine.next().map(|x| x.1), None),
+                _ => (None, theirs.next().map(|x| x.1)),
+            };
+            match (a, b) {
+                (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b) => {}
+                (Some(a), Some(b)) => {
+                    let mut ids: Vec<Uuid> = a
+                        .iter()
+                        .filter(|(k, s)| b.get(k).map(|o| o.digest) != Some(s.digest))
+                        .map(|(k, _)| k.1)
+                        .collect();
+                    ids.extend(b.keys().filter(|k| !a.contains_key(k)).map(|k| k.1));
+                    ids.sort();
+                    out.extend(ids);
+                }
+                (Some(only), None) | (None, Some(only)) => out.extend(only.keys().map(|k| k.1)),
+                (None, None) => {}
+            }
+        }
+        out
     }
 
     /// All entities in load order (parents' kinds first), then by id.
     pub fn iter(&self) -> impl Iterator<Item = &Entity> {
-        self.entities.values().map(|s| &s.entity)
+        self.entities.iter().map(|(_, s)| &s.entity)
     }
 
     /// Entities that reference (kind, id) through a foreign key.
@@ -142,8 +213,7 @@ impl ConfigState {
         for (rel, fk) in key.0.relations().iter().zip(entity.foreign_keys()) {
             if let Some(parent) = fk {
                 self.children
-                    .entry((rel.parent, parent))
-                    .or_default()
+                    .get_or_default((rel.parent, parent))
                     .insert(key);
             }
         }
@@ -161,11 +231,16 @@ impl ConfigState {
         }
         for (rel, fk) in kind.relations().iter().zip(old.entity.foreign_keys()) {
             if let Some(parent) = fk {
-                if let Some(set) = self.children.get_mut(&(rel.parent, parent)) {
-                    set.remove(&(kind, id));
-                    if set.is_empty() {
-                        self.children.remove(&(rel.parent, parent));
+                let slot = (rel.parent, parent);
+                let emptied = match self.children.get_mut(&slot) {
+                    Some(set) => {
+                        set.remove(&(kind, id));
+                        set.is_empty()
                     }
+                    None => false,
+                };
+                if emptied {
+                    self.children.remove(&slot);
                 }
             }
         }

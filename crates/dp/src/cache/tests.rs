@@ -2,7 +2,7 @@ use super::*;
 
 use serde_json::json;
 use tidegate_model::{EntityKind, Fixed};
-use tidegate_state::{Command, Machine, Op, Snapshot};
+use tidegate_state::{encode_snapshot, Command, Machine, Op, Snapshot};
 
 /// A config of `n` services, the same every time.
 fn config(n: u128) -> ConfigState {

@@ -43,7 +43,7 @@ pub(crate) fn consumers(doc: &str) -> Consumers {
         },
     });
     outcome.unwrap_or_else(|e| panic!("import refused: {e:?}"));
-    Consumers::build(&m.config)
+    Consumers::rebuild(&m.config)
 }
 
 /// An instance of bundled plugin `name` with `config`.
