@@ -173,6 +173,7 @@ pub async fn handle(
         conn: &conn,
         request_id,
         start,
+        grpc: is_grpc(req.headers()),
     };
     let mut resp = match cx.proxy(req).await {
         Ok(r) => r,
@@ -196,6 +197,9 @@ struct Cx<'a> {
     conn: &'a ConnInfo,
     request_id: &'a str,
     start: Instant,
+    /// A gRPC request: the proxy's and plugins' own answers are gRPC-shaped, as
+    /// Kong's `kong.response` makes them.
+    grpc: bool,
 }
 
 /// Who a request is from, after `trusted_ips`.
@@ -467,6 +471,9 @@ impl Cx<'_> {
     /// A plugin's own response (Kong's `kong.response.exit` / `kong.response.error`),
     /// through the response phases of the plugins that ran.
     fn plugin_exit(&self, e: Exit, ran: &Ran, cx: &mut Ctx<'_>) -> Response<ProxyBody> {
+        if self.grpc {
+            return self.grpc_plugin_exit(e, ran, cx);
+        }
         let (content_type, mut bytes) = match e.body {
             ExitBody::Empty => (None, None),
             ExitBody::Error(msg) => {
@@ -828,8 +835,67 @@ impl Cx<'_> {
         }
     }
 
-    /// A response the proxy produces itself (Kong's `kong.response.exit`).
+    /// A plugin's own response to a gRPC request, as Kong's `kong.response` sends one:
+    /// the status kept, `grpc-status` mapped from it, no body; `grpc-message` is the
+    /// message of a `{message = …}` exit or a string body, else the status's name.
+    fn grpc_plugin_exit(&self, e: Exit, ran: &Ran, cx: &mut Ctx<'_>) -> Response<ProxyBody> {
+        let message = match &e.body {
+            ExitBody::Json(v) => v["message"].as_str().map(str::to_string),
+            ExitBody::Raw {
+                content_type: None,
+                body,
+            } if !body.is_empty() => Some(String::from_utf8_lossy(body).into_owned()),
+            _ => None,
+        };
+        let (mut parts, body) = match e.body {
+            // A body the plugin typed as gRPC goes out as it is.
+            ExitBody::Raw {
+                content_type: Some(ct),
+                body,
+            } if ct.as_bytes().starts_with(b"application/grpc") => {
+                let (mut parts, _) = self.exit(e.status, None).into_parts();
+                parts.headers.insert(header::CONTENT_TYPE, ct);
+                let code = grpc_status(e.status);
+                parts.headers.insert(GRPC_STATUS, HeaderValue::from(code));
+                (parts, Some(body))
+            }
+            _ => (
+                self.grpc_error(e.status, message.as_deref()).into_parts().0,
+                None,
+            ),
+        };
+        for (name, value) in e.headers.iter() {
+            parts.headers.append(name.clone(), value.clone());
+        }
+        PluginSet::response_headers(ran, cx, &mut parts);
+        PluginSet::log(ran, cx, &parts);
+        Response::from_parts(parts, body.map_or_else(body::empty, body::full))
+    }
+
+    /// The proxy's own error for a gRPC request (Kong's `kong.response.error` on one).
+    fn grpc_error(&self, status: StatusCode, message: Option<&str>) -> Response<ProxyBody> {
+        let mut r = self.exit(status, None);
+        let code = grpc_status(status);
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        h.insert(GRPC_STATUS, HeaderValue::from(code));
+        let message = message
+            .and_then(|m| HeaderValue::from_str(m).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(grpc_status_name(code)));
+        h.insert(GRPC_MESSAGE, message);
+        r
+    }
+
+    /// A response the proxy produces itself (Kong's `kong.response.exit`); for a gRPC
+    /// request, Kong's gRPC form of it.
     fn exit(&self, status: StatusCode, message: Option<&str>) -> Response<ProxyBody> {
+        if self.grpc && message.is_some() {
+            return self.grpc_error(status, None);
+        }
         let mut resp = match message {
             Some(msg) => {
                 let json = serde_json::json!({"message": msg, "request_id": self.request_id});
@@ -897,6 +963,54 @@ fn upstream_error(e: hyper::Error) -> ProxyError {
         ProxyError::WriteTimeout
     } else {
         ProxyError::Upstream(e)
+    }
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// Kong's `HTTP_TO_GRPC_STATUS`, with its fallbacks by class.
+fn grpc_status(status: StatusCode) -> u16 {
+    match status.as_u16() {
+        200 => 0,
+        400 => 3,
+        401 => 16,
+        403 => 7,
+        404 => 5,
+        409 => 6,
+        429 => 8,
+        499 => 1,
+        500 => 13,
+        501 => 12,
+        503 => 14,
+        504 => 4,
+        500..=599 => 13,
+        400..=499 => 3,
+        200..=299 => 0,
+        _ => 2,
+    }
+}
+
+/// Kong's `GRPC_MESSAGES`.
+fn grpc_status_name(code: u16) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "Canceled",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
+        _ => "Unknown",
     }
 }
 

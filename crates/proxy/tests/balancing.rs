@@ -196,3 +196,70 @@ async fn passive_health_checks_take_a_refusing_target_out() {
     );
     h.stop().await;
 }
+
+/// least-connections: while one target holds a request open, every new request goes to
+/// the other (round-robin would send every second one into the held target); once the
+/// held request finishes, both take requests again.
+#[tokio::test]
+async fn least_connections_sends_new_requests_past_a_busy_target() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let slow = Upstream::start("slow", Mode::Gate(gate.clone())).await;
+    let quick = Upstream::start("quick", Mode::Echo).await;
+    let doc = format!(
+        "_format_version: \"3.0\"\nupstreams:\n- name: lc.up\n  algorithm: least-connections\n  targets:\n  - target: {}\n  - target: {}\nservices:\n- name: s\n  host: lc.up\n  routes:\n  - name: r\n    paths: [/]\n",
+        slow.target(),
+        quick.target()
+    );
+    let h = Harness::start(&doc).await;
+    // Requests go out until one is held by the slow target.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let addr = h.http;
+        held.push(tokio::spawn(async move { send(addr, get("x", "/")).await }));
+        let hits = slow.hits.clone();
+        let quick_hits = quick.hits.clone();
+        let sent = held.len();
+        wait_until(Duration::from_secs(5), "the request reached a target", || {
+            let (hits, quick_hits) = (hits.clone(), quick_hits.clone());
+            async move { hits.load(Ordering::SeqCst) + quick_hits.load(Ordering::SeqCst) >= sent }
+        })
+        .await;
+        if slow.hits.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+    }
+    assert_eq!(slow.hits.load(Ordering::SeqCst), 1, "one request is held");
+    let seen = names(&h, 20, |_| get("x", "/")).await;
+    assert_eq!(
+        seen.get("quick"),
+        Some(&20),
+        "all went past the busy target: {seen:?}"
+    );
+    gate.notify_waiters();
+    for r in held {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    // With nothing in flight, the slow target is chosen again (within two requests:
+    // ties alternate).
+    let mut more = Vec::new();
+    for _ in 0..2 {
+        let addr = h.http;
+        more.push(tokio::spawn(async move { send(addr, get("x", "/")).await }));
+    }
+    let hits = slow.hits.clone();
+    wait_until(
+        Duration::from_secs(5),
+        "the idle slow target chosen again",
+        || {
+            let hits = hits.clone();
+            async move { hits.load(Ordering::SeqCst) == 2 }
+        },
+    )
+    .await;
+    gate.notify_waiters();
+    for r in more {
+        assert_eq!(r.await.unwrap().status, 200);
+    }
+    h.stop().await;
+}

@@ -170,3 +170,43 @@ async fn plain_text_grpc_on_a_grpcs_route_gets_grpc_status_1() {
     );
     h.stop().await;
 }
+
+/// Errors on gRPC requests are gRPC-shaped, as Kong's `kong.response` sends them: the
+/// HTTP status kept, `grpc-status` mapped from it, `grpc-message`, no JSON body.
+#[tokio::test]
+async fn errors_on_grpc_requests_carry_grpc_status_not_json() {
+    let dead = closed_port().await;
+    let doc = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: g\n  url: grpc://127.0.0.1:{dead}\n  routes:\n  - name: r\n    protocols: [grpc]\n    paths: [/pkg.Greeter/]\n    strip_path: false\n  - name: locked\n    protocols: [grpc]\n    paths: [/pkg.Locked/]\n    plugins:\n    - name: key-auth\n  - name: gone\n    protocols: [grpc]\n    paths: [/pkg.Gone/]\n    plugins:\n    - name: request-termination\n      config:\n        status_code: 403\n        message: closed for today\n"
+    );
+    let h = Harness::start(&doc).await;
+    let tcp = TcpStream::connect(h.h2c).await.unwrap();
+    let (mut s, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let cases = [
+        ("/pkg.Greeter/SayHello", 502, "13", "Internal"),
+        ("/nowhere/Call", 404, "5", "NotFound"),
+        ("/pkg.Locked/Call", 401, "16", "Unauthenticated"),
+        ("/pkg.Gone/Call", 403, "7", "closed for today"),
+    ];
+    for (path, status, code, message) in cases {
+        let req = Request::post(format!("http://{}{path}", h.h2c))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\x05hello")))
+            .unwrap();
+        let resp = s.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let h = resp.headers();
+        assert_eq!(h.get("content-type").unwrap(), "application/grpc", "{path}");
+        assert_eq!(h.get("grpc-status").unwrap(), code, "{path}");
+        assert_eq!(h.get("grpc-message").unwrap(), message, "{path}");
+        assert_eq!(h.get("x-tidegate-request-id").map(|v| v.len()), Some(32));
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty(), "{path}: no JSON body, got {body:?}");
+    }
+    h.stop().await;
+}
