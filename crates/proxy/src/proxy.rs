@@ -971,24 +971,30 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// Kong's `HTTP_TO_GRPC_STATUS`, with its fallbacks by class.
 fn grpc_status(status: StatusCode) -> u16 {
-    match status.as_u16() {
-        200 => 0,
-        400 => 3,
-        401 => 16,
-        403 => 7,
-        404 => 5,
-        409 => 6,
-        429 => 8,
-        499 => 1,
-        500 => 13,
-        501 => 12,
-        503 => 14,
-        504 => 4,
-        500..=599 => 13,
-        400..=499 => 3,
-        200..=299 => 0,
-        _ => 2,
-    }
+    let exact = match status.as_u16() {
+        200 => Some(0),
+        400 => Some(3),
+        401 => Some(16),
+        403 => Some(7),
+        404 => Some(5),
+        409 => Some(6),
+        429 => Some(8),
+        499 => Some(1),
+        500 => Some(13),
+        501 => Some(12),
+        503 => Some(14),
+        504 => Some(4),
+        _ => None,
+    };
+    exact.unwrap_or(if status.is_server_error() {
+        13
+    } else if status.is_client_error() {
+        3
+    } else if status.is_success() {
+        0
+    } else {
+        2
+    })
 }
 
 /// Kong's `GRPC_MESSAGES`.
