@@ -158,13 +158,16 @@ pub async fn serve(
     tls: RaftTls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError> {
-    serve_incoming(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        raft,
-        tls,
-        shutdown,
-    )
-    .await
+    use tokio_stream::StreamExt;
+    // tonic sets no socket options on connections it is handed: without NODELAY a
+    // reply waits for the peer's delayed ACK (~40 ms per forwarded write).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(tcp) = &accepted {
+            let _ = tcp.set_nodelay(true);
+        }
+        accepted
+    });
+    serve_incoming(incoming, raft, tls, shutdown).await
 }
 
 /// Serves Raft RPCs on any stream of connections: the seam through which the simulator
