@@ -97,6 +97,26 @@ fn a_dp_keeps_proxying_with_every_cp_down_and_after_a_restart() {
         |c: &Cluster| proxy_get(&c.dp(1).proxy, "/v1/items", "api.test").filter(|r| r.0 == 200);
     wait_for("the DP to proxy", LONG, || through(&c));
 
+    // The DP's /metrics counts what it proxied, by service, route and status.
+    let metrics = support::get_text(&c.dp(1).admin, "/metrics").unwrap();
+    let labels = "service=\"o\",route=\"r\"";
+    let served = support::metric(
+        &metrics,
+        &format!("tidegate_http_requests_total{{{labels},code=\"200\"}}"),
+    );
+    assert!(served.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert_eq!(
+        support::metric(
+            &metrics,
+            &format!("tidegate_request_latency_ms_count{{{labels}}}")
+        ),
+        support::metric(
+            &metrics,
+            &format!("tidegate_request_latency_ms_bucket{{{labels},le=\"+Inf\"}}")
+        ),
+        "{metrics}"
+    );
+
     c.node_mut(1).kill9();
     let (_, _, body) = through(&c).expect("still proxying with the CP gone");
     // preserve_host is off: the upstream sees its own address as Host, as in Kong.

@@ -21,6 +21,7 @@ mod client;
 mod config;
 mod error;
 mod listen;
+mod metrics;
 mod options;
 mod proxy;
 mod server;
@@ -37,6 +38,7 @@ pub use balancer::{HashOn, Outcome as HealthOutcome};
 pub use config::{BuildContext, ProxyConfig, ServiceInfo, UpstreamProtocol};
 pub use error::{kong_message, BuildError, ErrorSource, ProxyError};
 pub use listen::{parse_proxy_listen, Listen};
+pub use metrics::ProxyStats;
 pub use options::*;
 pub use server::Bound;
 
@@ -106,6 +108,7 @@ impl Proxy {
         });
         let inner = Arc::new(proxy::Inner {
             live: live.clone(),
+            metrics: Arc::default(),
             pool: client::Pool::new(
                 options.upstream_keepalive_pool_size,
                 options.upstream_keepalive_idle_timeout,
@@ -165,6 +168,14 @@ impl Proxy {
     /// The version of the config being served; changes after each swap.
     pub fn served_version(&self) -> watch::Receiver<u64> {
         self.served.clone()
+    }
+
+    /// What `/metrics` shows of this proxy: requests, latencies, target health.
+    pub fn stats(&self) -> ProxyStats {
+        ProxyStats {
+            metrics: self.inner.metrics.clone(),
+            live: self.inner.live.clone(),
+        }
     }
 
     /// The config being served.

@@ -43,6 +43,7 @@ const VIA: &str = concat!("1.1 tidegate/", env!("CARGO_PKG_VERSION"));
 /// Shared by every connection of a proxy.
 pub struct Inner {
     pub live: Arc<Live>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub pool: Arc<Pool>,
     pub options: ProxyOptions,
     pub ids: RequestIds,
@@ -175,7 +176,8 @@ pub async fn handle(
         start,
         grpc: is_grpc(req.headers()),
     };
-    let mut resp = match cx.proxy(req).await {
+    let mut matched = None;
+    let mut resp = match cx.proxy(req, &mut matched).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, source = ?e.source(), request_id, "request failed");
@@ -188,6 +190,9 @@ pub async fn handle(
     let names = inner.options.header_naming;
     resp.headers_mut()
         .insert(names.request_id(), id.header_value());
+    inner
+        .metrics
+        .record(matched, resp.status().as_u16(), start.elapsed());
     Ok(resp)
 }
 
@@ -235,7 +240,13 @@ impl Headers for HeaderView<'_> {
 }
 
 impl Cx<'_> {
-    async fn proxy(&self, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    /// Proxies `req`; `matched_route` is set to the route (and its service) matched,
+    /// for the metrics, whatever the outcome.
+    async fn proxy(
+        &self,
+        mut req: Request<Incoming>,
+        matched_route: &mut Option<(uuid::Uuid, Option<uuid::Uuid>)>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         // Owned handles on the request's Host and target (reference-counted clones of
         // hyper's buffers, not copies): the request itself moves on below.
         let uri = req.uri().clone();
@@ -261,6 +272,7 @@ impl Cx<'_> {
             self.config.router.find(&view)
         };
         let m = matched.ok_or(ProxyError::NoRoute)?;
+        *matched_route = Some((m.route.id, m.route.service_id));
         let client = self.client(req.headers());
         match m.protocol_check(client.https) {
             ProtocolCheck::Proceed => {}

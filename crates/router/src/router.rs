@@ -383,6 +383,11 @@ impl Router {
         Ok(router)
     }
 
+    /// Every compiled route.
+    pub fn routes(&self) -> impl Iterator<Item = &RouteInfo> {
+        self.infos.iter()
+    }
+
     /// The number of routes compiled (after skipping stream routes).
     pub fn len(&self) -> usize {
         self.infos.len()

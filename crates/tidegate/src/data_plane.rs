@@ -181,6 +181,7 @@ const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub async fn start_proxy(
     settings: &Settings,
     config: watch::Receiver<Arc<Current>>,
+    stats: Option<&std::sync::OnceLock<tidegate_proxy::ProxyStats>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if settings.proxy_listen.is_empty() {
@@ -205,6 +206,9 @@ pub async fn start_proxy(
                  (or fix declarative_config) and let the control plane send a fresh one"
             )
         })?;
+    if let Some(slot) = stats {
+        let _ = slot.set(proxy.stats());
+    }
     let addrs: Vec<String> = settings
         .proxy_listen
         .iter()
@@ -270,8 +274,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )),
         cp: None,
     };
+    let stats = sources.dp.as_ref().map(|dp| dp.proxy.clone());
     let status_server = serve_status(&settings, sources, stop_rx.clone()).await?;
-    let proxy = start_proxy(&settings, running.config.clone(), stop_rx).await?;
+    let proxy = start_proxy(&settings, running.config.clone(), stats.as_deref(), stop_rx).await?;
     info!(node_id = %running.node_id, control_planes = ?settings.cluster.control_planes, "data plane ready");
     terminated().await;
     let _ = stop_tx.send(true);

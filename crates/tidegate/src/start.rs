@@ -189,11 +189,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .map(|dp| crate::status::DpSources::new(dp.config.clone(), dp.status.clone())),
         cp: Some(node.clone()),
     };
+    let stats = sources.dp.as_ref().map(|dp| dp.proxy.clone());
     let status_server =
         crate::data_plane::serve_status(&settings, sources, stop_rx.clone()).await?;
     let proxy = match &in_process_dp {
         Some(dp) => {
-            crate::data_plane::start_proxy(&settings, dp.config.clone(), stop_rx.clone()).await?
+            crate::data_plane::start_proxy(
+                &settings,
+                dp.config.clone(),
+                stats.as_deref(),
+                stop_rx.clone(),
+            )
+            .await?
         }
         None => None,
     };

@@ -31,6 +31,9 @@ pub struct DpSources {
     pub status: watch::Receiver<SyncStatus>,
     /// Unix seconds of the last config swap (or of start-up).
     pub changed_at: Arc<AtomicI64>,
+    /// The proxy's requests, latencies and target health, once it runs (it starts
+    /// after the status listener).
+    pub proxy: Arc<std::sync::OnceLock<tidegate_proxy::ProxyStats>>,
 }
 
 impl DpSources {
@@ -48,6 +51,7 @@ impl DpSources {
             config,
             status,
             changed_at,
+            proxy: Arc::default(),
         }
     }
 }
@@ -176,6 +180,9 @@ async fn metrics(sources: &Sources) -> String {
             "1 when the last control plane refused this data plane.",
             &rejected,
         );
+        if let Some(proxy) = dp.proxy.get() {
+            out.push_str(&proxy.render());
+        }
     }
     if let Some(cp) = &sources.cp {
         cp_metrics(&mut out, cp).await;
