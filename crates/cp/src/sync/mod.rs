@@ -15,6 +15,7 @@
 //!  sessions ─▶ Registry ─▶ flusher ─▶ Op::DataPlanes through Raft ─▶ every CP's table
 //! ```
 
+mod fanout;
 mod registry;
 mod session;
 
@@ -95,6 +96,8 @@ pub(crate) struct Shared<B> {
     pub(crate) reader: StateReader,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry,
+    /// Per-version results shared by the sessions (encoded Events and snapshot).
+    pub(crate) fanout: fanout::Fanout,
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -130,6 +133,7 @@ impl<B: Backend> SyncService<B> {
                 reader,
                 clock,
                 registry,
+                fanout: fanout::Fanout::default(),
                 shutdown,
             }),
         }

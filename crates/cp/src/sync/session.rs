@@ -19,11 +19,10 @@ use tonic::{Request, Status, Streaming};
 use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
+use super::fanout::{Encoded, EncodedSnapshot, Fanout};
 use super::{Shared, MAX_EVENTS_PER_MESSAGE};
 use crate::backend::Backend;
-use crate::compat::{
-    check_plugins, check_version, cp_plugin_versions, plugins_used, Incompatible, SyncStatus,
-};
+use crate::compat::{check_plugins, check_version, Incompatible, SyncStatus};
 
 /// Limits on what a DP may announce: status rows are replicated to every CP.
 const MAX_HOSTNAME: usize = 255;
@@ -278,12 +277,12 @@ enum Plan {
         cp: u64,
     },
     Send {
-        messages: Vec<CpMessage>,
+        /// Shared with every session sending the same: copied out after the state lock.
+        messages: Arc<Encoded>,
         version: u64,
-        /// For a snapshot: its entities and how long taking and encoding it took.
+        /// For a snapshot: its entities and how long taking and encoding it took (by
+        /// the session that encoded it; the others share it).
         snapshot: Option<(usize, Duration)>,
-        events: u64,
-        bytes: u64,
     },
     TooBig {
         bytes: usize,
@@ -302,10 +301,18 @@ impl<B: Backend> Session<B> {
         let mut shutdown = self.shared.shutdown.clone();
         let idle = self.shared.settings.idle_timeout;
         let mut last_heard = Instant::now();
+        // The config version of the last push: a wake-up that changed none of what a
+        // push depends on (a DP's Status, a Raft write of DP status rows) pushes nothing,
+        // so it costs no state lock and no plan. A push depends on the config (version),
+        // `need_snapshot`, and the wait of a DP that is ahead.
+        let mut pushed_at: Option<u64> = None;
         loop {
-            applied.borrow_and_update();
-            if let Err(why) = self.push(tx).await {
-                return why;
+            let version = applied.borrow_and_update().config_version;
+            if pushed_at != Some(version) || self.need_snapshot || self.ahead_since.is_some() {
+                if let Err(why) = self.push(tx).await {
+                    return why;
+                }
+                pushed_at = Some(version);
             }
             let wake = self
                 .ahead_since
@@ -441,6 +448,7 @@ impl<B: Backend> Session<B> {
             plan(
                 m,
                 tail,
+                &self.shared.fanout,
                 &self.shared.settings,
                 &self.dp.plugins,
                 self.sent,
@@ -474,18 +482,25 @@ impl<B: Backend> Session<B> {
                 }
             }
             Plan::Send {
-                messages,
+                messages: encoded,
                 version,
                 snapshot,
-                events,
-                bytes,
             } => {
+                let Encoded::Messages {
+                    messages,
+                    events,
+                    bytes,
+                } = &*encoded
+                else {
+                    unreachable!("a Send plan carries messages");
+                };
+                let (events, bytes) = (*events, *bytes);
                 if replace_newer && snapshot.is_some() {
                     warn!(dp = %self.dp.id, hostname = %self.dp.hostname, dp_version = ?self.sent, cp_version = version, "data plane holds a config version this cluster never reached; replacing its config with this cluster's");
                 }
                 let sending = Instant::now();
                 for m in messages {
-                    tx.send(Ok(m))
+                    tx.send(Ok(m.clone()))
                         .await
                         .map_err(|_| "the data plane hung up".to_string())?;
                 }
@@ -517,10 +532,13 @@ impl<B: Backend> Session<B> {
     }
 }
 
-/// Decides a push against one state. Pure apart from encoding.
+/// Decides a push against one state. Pure apart from encoding, which is shared: the
+/// first session at a version encodes, the others take the same bytes from `fanout`.
+#[allow(clippy::too_many_arguments)]
 fn plan(
     m: &Machine,
     tail: &dyn Fn(u64) -> Option<Vec<Event>>,
+    fanout: &Fanout,
     settings: &super::SyncSettings,
     dp_plugins: &BTreeMap<String, Version>,
     sent: Option<u64>,
@@ -528,9 +546,9 @@ fn plan(
     replace_newer: bool,
 ) -> Plan {
     let config = &m.config;
-    let version = config.version();
-    let used = cp_plugin_versions(&plugins_used(config), &settings.cp_plugins);
-    if let Err(problem) = check_plugins(&used, dp_plugins) {
+    let at = fanout.at(config, &settings.cp_plugins);
+    let version = at.version;
+    if let Err(problem) = check_plugins(&at.used, dp_plugins) {
         if !crate::planted::skip_plugin_check() {
             return Plan::Hold { problem, version };
         }
@@ -541,33 +559,59 @@ fn plan(
             Some(s) if s > version && !replace_newer => return Plan::Ahead { cp: version },
             Some(s) if s > version => {}
             Some(s) => {
-                if let Some(events) = tail(s) {
-                    return events_plan(&events, version, settings.max_payload);
+                let max = settings.max_payload;
+                if let Some(events) =
+                    at.events_since(s, || tail(s).map(|events| encode_events(&events, max)))
+                {
+                    return send_plan(events, version, None);
                 }
             }
             None => {}
         }
     }
-    let started = Instant::now();
-    snapshot_plan(
-        config.snapshot(),
+    let snapshot = at.snapshot(|| {
+        let started = Instant::now();
+        let encoded = encode_snapshot_message(
+            config.snapshot(),
+            version,
+            config.hash(),
+            settings.max_payload,
+        );
+        EncodedSnapshot {
+            encoded: Arc::new(encoded),
+            entities: config.len(),
+            encode: started.elapsed(),
+        }
+    });
+    send_plan(
+        snapshot.encoded.clone(),
         version,
-        config.hash(),
-        (config.len(), started),
-        settings.max_payload,
+        Some((snapshot.entities, snapshot.encode)),
     )
 }
 
-/// `of` is the snapshot's entities and when taking it began.
-fn snapshot_plan(
+fn send_plan(encoded: Arc<Encoded>, version: u64, snapshot: Option<(usize, Duration)>) -> Plan {
+    match &*encoded {
+        Encoded::TooBig { bytes } => Plan::TooBig {
+            bytes: *bytes,
+            version,
+        },
+        Encoded::Messages { .. } => Plan::Send {
+            messages: encoded,
+            version,
+            snapshot,
+        },
+    }
+}
+
+/// The snapshot message, or TooBig.
+fn encode_snapshot_message(
     snapshot: tidegate_state::Snapshot,
     version: u64,
     hash: ConfigHash,
-    of: (usize, Instant),
     max_payload: usize,
-) -> Plan {
+) -> Encoded {
     let body = encode_snapshot(&snapshot);
-    let encode = of.1.elapsed();
     let m = msg(cp_message::Msg::Snapshot(pb::Snapshot {
         version,
         hash: hash.to_string(),
@@ -576,19 +620,17 @@ fn snapshot_plan(
     }));
     let bytes = m.encoded_len();
     if bytes > max_payload {
-        return Plan::TooBig { bytes, version };
+        return Encoded::TooBig { bytes };
     }
-    Plan::Send {
+    Encoded::Messages {
         messages: vec![m],
-        version,
-        snapshot: Some((of.0, encode)),
         events: 0,
         bytes: bytes as u64,
     }
 }
 
 /// Events in as few messages as the payload limit allows.
-fn events_plan(events: &[Event], version: u64, max_payload: usize) -> Plan {
+fn encode_events(events: &[Event], max_payload: usize) -> Encoded {
     let budget = max_payload.saturating_sub(FRAME_SLACK);
     let mut messages = Vec::new();
     let mut batch: Vec<Vec<u8>> = Vec::new();
@@ -597,10 +639,7 @@ fn events_plan(events: &[Event], version: u64, max_payload: usize) -> Plan {
     for e in events {
         let body = encode_event(e);
         if body.len() > budget {
-            return Plan::TooBig {
-                bytes: body.len(),
-                version,
-            };
+            return Encoded::TooBig { bytes: body.len() };
         }
         if !batch.is_empty()
             && (size + body.len() > budget || batch.len() >= MAX_EVENTS_PER_MESSAGE)
@@ -620,10 +659,8 @@ fn events_plan(events: &[Event], version: u64, max_payload: usize) -> Plan {
         total += m.encoded_len() as u64;
         messages.push(m);
     }
-    Plan::Send {
+    Encoded::Messages {
         messages,
-        version,
-        snapshot: None,
         events: events.len() as u64,
         bytes: total,
     }
