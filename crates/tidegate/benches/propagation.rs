@@ -1,19 +1,26 @@
 //! Propagation: an admin write on a CP → applied on every one of N DPs, next to etcd's
 //! put → N watchers measured in the same run on the same machine.
 //!
-//! Run: `cargo bench -p tidegate --bench propagation [-- --dps 10,100,1000 --writes 40]`
+//! Run: `cargo bench -p tidegate --bench propagation [-- --dps 10,100,1000 --writes 40]
+//! [--cache-dir /dev/shm] [--smoke]`
 //!
 //! tidegate: one real CP process (`role = control_plane`, sled, fsync) and N sync clients
 //! in this process running the real DP code (`tidegate_dp::DpSync`) over mutual TLS to
 //! the CP's cluster port, each with its own connection. Up to 100 DPs each persist to a
 //! real disk cache (fsync per apply, as a DP does); beyond that the clients keep the
 //! config in memory only — a thousand fsyncs per write on one disk would measure the disk,
-//! not the fan-out, and real DPs have a disk each. A write is timed from the moment its
+//! not the fan-out, and real DPs have a disk each. `--cache-dir DIR` puts those caches
+//! under DIR instead (a tmpfs such as /dev/shm: the same writes and fsyncs, without the
+//! one disk shared by every DP), to tell the disk from the fan-out. A write is timed from the moment its
 //! request is sent to the moment the last DP published the new version.
 //!
 //! etcd (Debian's `etcd-server`, installed when missing): one member with its data on
 //! disk, N watchers on one key through its HTTP gateway (`/v3/watch`), puts through
 //! `/v3/kv/put`; timed from the put being sent to the last watcher receiving the event.
+//!
+//! Each size prints both systems' p50/p99/max and the ratio tidegate / etcd. `--smoke` is
+//! 10 DPs and 10 writes, for CI: the same lines in seconds, no speed asserted; a failed
+//! write, a DP that never applies, or a server that died fails the run.
 
 // A benchmark measures wall time by definition.
 #![allow(clippy::disallowed_methods)]
@@ -21,13 +28,15 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{base64, percentile, ratio, Cps};
 use serde_json::json;
-use support::{free_port, http, wait_for};
+use support::http;
 use tidegate_dp::sync::{Connect, Current, DpSync, HelloInfo, SyncSettings};
 use tidegate_dp::{Cache, ConfigStore, StoreFuture};
 use tidegate_state::ConfigState;
@@ -37,15 +46,6 @@ use tokio::sync::watch;
 /// DPs beyond this many keep their config in memory only (see the module docs).
 const DISK_DPS: usize = 100;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct MemoryStore;
 
 impl ConfigStore for MemoryStore {
@@ -54,16 +54,12 @@ impl ConfigStore for MemoryStore {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+/// p50 and p99 of the write → last DP (or watcher) latencies of one size.
+struct Figures {
+    last: String,
+    each: String,
+    p50: Duration,
+    p99: Duration,
 }
 
 fn summary(lat: &mut [Duration]) -> String {
@@ -76,10 +72,24 @@ fn summary(lat: &mut [Duration]) -> String {
     )
 }
 
-fn args() -> (Vec<usize>, usize) {
+/// Where the disk-backed DPs keep their caches: the bench's temp dir (the machine's
+/// disk), or `--cache-dir DIR` (e.g. /dev/shm, a tmpfs: the same code and fsyncs, without
+/// the one disk that 100 DPs share here).
+struct Args {
+    dps: Vec<usize>,
+    writes: usize,
+    cache_dir: Option<std::path::PathBuf>,
+}
+
+fn args() -> Args {
     let mut dps = vec![10, 100, 1000];
     let mut writes = 40;
+    let mut cache_dir = None;
     let a: Vec<String> = std::env::args().collect();
+    if a.iter().any(|x| x == "--smoke") {
+        dps = vec![10];
+        writes = 10;
+    }
     for w in a.windows(2) {
         match w[0].as_str() {
             "--dps" => {
@@ -89,66 +99,22 @@ fn args() -> (Vec<usize>, usize) {
                     .collect()
             }
             "--writes" => writes = w[1].parse().expect("--writes N"),
+            "--cache-dir" => cache_dir = Some(std::path::PathBuf::from(&w[1])),
             _ => {}
         }
     }
-    (dps, writes)
+    Args {
+        dps,
+        writes,
+        cache_dir,
+    }
 }
 
 // === tidegate ===
 
-struct Cp {
-    _proc: Proc,
-    admin: String,
-    cluster: String,
-    tls: tidegate_tls::ClusterTls,
-}
-
-fn start_cp(dir: &std::path::Path) -> Cp {
-    let pair = tidegate_tls::gen_cert(unix_now(), 30).unwrap();
-    let (cert, key) = (dir.join("cluster.crt"), dir.join("cluster.key"));
-    std::fs::write(&cert, &pair.cert_pem).unwrap();
-    std::fs::write(&key, &pair.key_pem).unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let cluster = format!("127.0.0.1:{}", free_port());
-    let raft = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.join("cp.log")).unwrap();
-    let child = Command::new(support::binary())
-        .args(["start", "-p"])
-        .arg(dir.join("cp"))
-        .env("TIDEGATE_ROLE", "control_plane")
-        .env("TIDEGATE_ADMIN_LISTEN", &admin)
-        .env("TIDEGATE_CLUSTER_LISTEN", &cluster)
-        .env("TIDEGATE_RAFT_LISTEN", &raft)
-        .env("TIDEGATE_CLUSTER_CERT", &cert)
-        .env("TIDEGATE_CLUSTER_CERT_KEY", &key)
-        .env("TIDEGATE_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let cp = Cp {
-        _proc: Proc(child),
-        admin,
-        cluster,
-        tls: tidegate_tls::ClusterTls::from_pem(
-            "shared",
-            &pair.cert_pem,
-            &pair.key_pem,
-            None,
-            None,
-        )
-        .unwrap(),
-    };
-    wait_for("the CP's Admin API", Duration::from_secs(30), || {
-        http(&cp.admin, "GET", "/status", None, &[]).filter(|r| r.status == 200)
-    });
-    cp
-}
-
 /// N in-process DPs; returns their config watches once all hold the CP's version.
 async fn start_dps(
-    cp: &Cp,
+    cp: &Cps,
     n: usize,
     dir: &std::path::Path,
     stop: watch::Receiver<bool>,
@@ -170,7 +136,7 @@ async fn start_dps(
                 .collect(),
             labels: BTreeMap::new(),
         };
-        let settings = SyncSettings::new(vec![cp.cluster.clone()], hello, i as u64);
+        let settings = SyncSettings::new(vec![cp.cps[0].cluster.clone()], hello, i as u64);
         let initial = Current::local(ConfigState::new());
         let store: Arc<dyn ConfigStore> = if n <= DISK_DPS {
             let cache = Cache::open(&dir.join(format!("dp-{n}-{i}"))).unwrap();
@@ -217,22 +183,19 @@ async fn wait_all(watches: &[watch::Receiver<Arc<Current>>], version: u64) -> Ve
     out
 }
 
-async fn bench_tidegate(
-    cp: &Cp,
-    n: usize,
-    writes: usize,
-    dir: &std::path::Path,
-) -> (String, String) {
+async fn bench_tidegate(cp: &Cps, n: usize, writes: usize, dir: &std::path::Path) -> Figures {
     let (stop_tx, stop_rx) = watch::channel(false);
     let connecting = Instant::now();
     let watches = start_dps(cp, n, dir, stop_rx).await;
-    let base = cp_version(&cp.admin).await;
+    let base = cp_version(&cp.cps[0].admin).await;
     wait_all(&watches, base).await;
     let connected = connecting.elapsed();
+    // For profilers attached to the CP and this process: the writes begin.
+    eprintln!("propagation: {n} DPs connected, writes start");
     let mut last = Vec::with_capacity(writes);
     let mut every = Vec::with_capacity(writes * n);
     for w in 0..writes {
-        let admin = cp.admin.clone();
+        let admin = cp.cps[0].admin.clone();
         let target = base + w as u64 + 1;
         let sent = Instant::now();
         let waiting = wait_all(&watches, target);
@@ -248,57 +211,20 @@ async fn bench_tidegate(
         last.push(*lat.iter().max().unwrap());
         every.extend(lat);
     }
+    eprintln!("propagation: {n} DPs, writes done");
     let _ = stop_tx.send(true);
-    (
-        format!(
-            "write -> last of {n:>4} DPs  {}  (all {n} connected and synced in {connected:.2?})",
-            summary(&mut last)
+    let last_line = summary(&mut last);
+    Figures {
+        last: format!(
+            "write -> last of {n:>4} DPs  {last_line}  (all {n} connected and synced in {connected:.2?})"
         ),
-        format!("write -> each DP            {}", summary(&mut every)),
-    )
+        each: format!("write -> each DP            {}", summary(&mut every)),
+        p50: percentile(&last, 0.5),
+        p99: percentile(&last, 0.99),
+    }
 }
 
 // === etcd ===
-
-fn etcd_binary() -> Option<&'static str> {
-    if Command::new("etcd").arg("--version").output().is_err() {
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server",
-            ])
-            .status();
-    }
-    Command::new("etcd")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "etcd")
-}
-
-fn start_etcd(dir: &std::path::Path) -> Option<(Proc, String)> {
-    let bin = etcd_binary()?;
-    let client = format!("127.0.0.1:{}", free_port());
-    let peer = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .arg(format!("--listen-client-urls=http://{client}"))
-        .arg(format!("--advertise-client-urls=http://{client}"))
-        .arg(format!("--listen-peer-urls=http://{peer}"))
-        .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
-        .arg(format!("--initial-cluster=default=http://{peer}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let proc = Proc(child);
-    wait_for("etcd", Duration::from_secs(30), || {
-        http(&client, "GET", "/health", None, &[]).filter(|r| r.status == 200)
-    });
-    Some((proc, client))
-}
 
 const B64_KEY: &str = "cHJvcA=="; // "prop"
 
@@ -356,7 +282,7 @@ async fn etcd_watcher(
     }
 }
 
-async fn bench_etcd(addr: &str, n: usize, writes: usize) -> (String, String) {
+async fn bench_etcd(addr: &str, n: usize, writes: usize) -> Figures {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut receivers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -373,7 +299,7 @@ async fn bench_etcd(addr: &str, n: usize, writes: usize) -> (String, String) {
         let addr = addr.to_string();
         let sent = Instant::now();
         let put = tokio::task::spawn_blocking(move || {
-            let value = base64_encode(format!("value-{w}").as_bytes());
+            let value = base64(format!("value-{w}").as_bytes());
             let body = json!({"key": B64_KEY, "value": value});
             http(&addr, "POST", "/v3/kv/put", Some(&body), &[])
                 .unwrap()
@@ -388,36 +314,74 @@ async fn bench_etcd(addr: &str, n: usize, writes: usize) -> (String, String) {
         last.push(*lat.iter().max().unwrap());
         every.extend(lat);
     }
-    (
-        format!("put   -> last of {n:>4} watchers {}", summary(&mut last)),
-        format!("put   -> each watcher        {}", summary(&mut every)),
-    )
-}
-
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(b)
+    let last_line = summary(&mut last);
+    Figures {
+        last: format!("put   -> last of {n:>4} watchers {last_line}"),
+        each: format!("put   -> each watcher        {}", summary(&mut every)),
+        p50: percentile(&last, 0.5),
+        p99: percentile(&last, 0.99),
+    }
 }
 
 fn main() {
-    let (dps, writes) = args();
+    let Args {
+        dps,
+        writes,
+        cache_dir,
+    } = args();
+    common::kill_children_on_signal();
     let dir = tempfile::tempdir().unwrap();
-    let cp = start_cp(dir.path());
-    let etcd = start_etcd(dir.path());
-    if etcd.is_none() {
-        println!("etcd is not available (apt-get install etcd-server): measuring tidegate only");
-    }
+    common::remove_on_signal(dir.path());
+    let caches = match &cache_dir {
+        Some(d) => tempfile::tempdir_in(d).expect("a temp dir in --cache-dir"),
+        None => tempfile::tempdir_in(dir.path()).unwrap(),
+    };
+    common::remove_on_signal(caches.path());
+    let mut cp = common::start_cps(&dir.path().join("tidegate"), 1);
+    let mut etcd = common::start_etcd(&dir.path().join("etcd"), 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    println!("propagation bench: {}", common::machine());
     println!("propagation, {writes} writes per size (tidegate: 1 CP process, in-process DP sync clients over mTLS; etcd: 1 member, HTTP gateway watchers)");
+    println!(
+        "DP caches (up to {DISK_DPS} DPs; beyond, in memory): {}",
+        match &cache_dir {
+            Some(d) => format!("under --cache-dir {} (not the bench's disk)", d.display()),
+            None => "on this machine's disk (the bench's temp dir), fsync per apply".into(),
+        }
+    );
+    let mut rows = Vec::new();
     for n in dps {
-        let (a, b) = rt.block_on(bench_tidegate(&cp, n, writes, dir.path()));
-        println!("tidegate  {a}\n          {b}");
-        if let Some((_, addr)) = &etcd {
-            let (a, b) = rt.block_on(bench_etcd(addr, n, writes));
-            println!("etcd      {a}\n          {b}");
+        let t = rt.block_on(bench_tidegate(&cp, n, writes, caches.path()));
+        println!("tidegate  {}\n          {}", t.last, t.each);
+        let e = rt.block_on(bench_etcd(&etcd.members[0].client, n, writes));
+        println!("etcd      {}\n          {}", e.last, e.each);
+        let r = |a: Duration, b: Duration| ratio(a.as_secs_f64(), b.as_secs_f64());
+        println!(
+            "tidegate / etcd (to the last one): p50 {}  p99 {}",
+            r(t.p50, e.p50),
+            r(t.p99, e.p99)
+        );
+        rows.push((n, t, e));
+        if let Err(e) = cp.alive().and_then(|_| etcd.alive()) {
+            panic!("{e}");
         }
     }
+    println!("\n| N | tidegate write → last DP p50 / p99 | etcd put → last watcher p50 / p99 | ratio (p99) |");
+    println!("|---|---|---|---|");
+    for (n, t, e) in rows {
+        println!(
+            "| {n} | {:.1?} / {:.1?} | {:.1?} / {:.1?} | {} |",
+            t.p50,
+            t.p99,
+            e.p50,
+            e.p99,
+            ratio(t.p99.as_secs_f64(), e.p99.as_secs_f64())
+        );
+    }
+    println!("loadavg at the end: {}", common::loadavg());
+    drop(rt);
+    drop(caches);
 }

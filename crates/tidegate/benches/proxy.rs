@@ -40,17 +40,21 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{
+    cell, clk_tck, core_times, first_line, kill_children_on_signal, machine, median, proc_ticks,
+    ratio, us, Conn, CoreTimes, Proc, LONG,
+};
 use serde_json::{json, Value};
 use support::{free_port, http, proxy_get, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const LOAD_CORE: &str = "0";
 const SERVER_CORE: &str = "1";
@@ -61,77 +65,8 @@ const CHURN_PER_SEC: f64 = 10.0;
 const BUSY_FLAG_PCT: f64 = 10.0;
 const API_KEY: &str = "tidegate-bench-key";
 const RATE_LIMIT: u64 = 10_000_000;
-const LONG: Duration = Duration::from_secs(60);
 
 // === processes ===
-
-/// Pids of every child still running, for the Ctrl-C handler (Drop does not run there).
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Proc {
-        let err = std::fs::File::create(&log).expect("a log file in the temp dir");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        CHILDREN.lock().unwrap().push(child.id());
-        Proc { name, child, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Panics with the log when the process has exited.
-    fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited ({status}); log:\n{}",
-                self.name,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        CHILDREN.lock().unwrap().retain(|p| *p != self.child.id());
-    }
-}
-
-/// On Ctrl-C or SIGTERM the Drop guards do not run: kill the children from here.
-fn kill_children_on_signal() {
-    std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).unwrap();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        for pid in CHILDREN.lock().unwrap().iter() {
-            support::signal(*pid, "KILL");
-        }
-        std::process::exit(130);
-    });
-}
 
 fn on_core(core: &str, program: &str) -> Command {
     let mut c = Command::new("taskset");
@@ -149,51 +84,13 @@ fn pin(pid: u32, cores: &str) {
     assert!(ok, "taskset -a -p -c {cores} {pid} failed");
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 fn ensure_tools() {
-    let missing: Vec<&str> = ["nginx", "haproxy", "wrk"]
-        .into_iter()
-        .filter(|c| !have(c))
-        .collect();
-    if !missing.is_empty() {
-        println!("installing {} (Debian)", missing.join(" "));
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                &format!(
-                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {}",
-                    missing.join(" ")
-                ),
-            ])
-            .status();
-    }
-    for c in ["nginx", "haproxy", "wrk", "taskset"] {
-        assert!(have(c), "{c} is needed and could not be installed");
-    }
-}
-
-fn first_line(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| {
-            let mut all = o.stdout;
-            all.extend(o.stderr);
-            String::from_utf8_lossy(&all)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-        .unwrap_or_default()
+    common::ensure_tools(&[
+        ("nginx", "nginx"),
+        ("haproxy", "haproxy"),
+        ("wrk", "wrk"),
+        ("taskset", "util-linux"),
+    ]);
 }
 
 // === the origin and the peers ===
@@ -201,7 +98,8 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
 /// Ready once a request through `addr` gets the origin's `hello`; panics with the log
 /// when `p` exits first.
 fn wait_hello(p: &mut Proc, addr: &str, path: &str) {
-    wait_for(p.name, LONG, || {
+    let name = p.name.clone();
+    wait_for(&name, LONG, || {
         p.check_alive();
         proxy_get(addr, path, "bench.test").filter(|r| r.0 == 200 && r.2.starts_with("hello"))
     });
@@ -313,6 +211,7 @@ fn start_tidegate(dir: &Path, origin: &str) -> Tidegate {
         .env("TOKIO_WORKER_THREADS", "1")
         .env("TIDEGATE_ADMIN_LISTEN", &admin)
         .env("TIDEGATE_PROXY_LISTEN", &proxy)
+        .env("TIDEGATE_ADMIN_GUI_LISTEN", "off")
         .env("TIDEGATE_LOG_LEVEL", "warn");
     let mut t = Tidegate {
         proc: Proc::spawn("tidegate", cmd, dir.join("tidegate.log")),
@@ -369,60 +268,6 @@ fn threads(pid: u32) -> String {
 }
 
 // === CPU accounting ===
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of every thread of `pid`, in clock ticks.
-fn proc_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
-    // "pid (comm) state ppid …": comm may hold spaces but not ')'.
-    let (_, rest) = s.rsplit_once(')').unwrap();
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // Fields 14 and 15 of the stat line; `f` starts at field 4.
-    f[10] + f[11]
-}
-
-#[derive(Clone, Copy, Default)]
-struct CoreTimes {
-    busy: u64,
-    total: u64,
-    steal: u64,
-}
-
-/// Per core, from /proc/stat (ticks).
-fn core_times() -> Vec<CoreTimes> {
-    let s = std::fs::read_to_string("/proc/stat").unwrap();
-    s.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .map(|l| {
-            let v: Vec<u64> = l
-                .split_whitespace()
-                .skip(1)
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
-            // user nice system idle iowait irq softirq steal guest guest_nice; guest time
-            // is already inside user.
-            let total: u64 = v.iter().take(8).sum();
-            let idle = v[3] + v[4];
-            CoreTimes {
-                busy: total - idle,
-                total,
-                steal: v[7],
-            }
-        })
-        .collect()
-}
 
 struct Snapshot {
     at: Instant,
@@ -561,89 +406,6 @@ fn run_wrk(t: &Target, dur: Duration) -> Result<Wrk, String> {
 }
 
 // === load: the fixed-rate generator ===
-
-/// A keep-alive HTTP/1.1 connection that sends one fixed request and reads the answer.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-impl Conn {
-    async fn open(addr: &str) -> std::io::Result<Conn> {
-        let s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        Ok(Conn {
-            s,
-            buf: Vec::with_capacity(4096),
-        })
-    }
-
-    async fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// The status, once the whole response (Content-Length or chunked) is read.
-    async fn request(&mut self, req: &[u8]) -> std::io::Result<u16> {
-        self.s.write_all(req).await?;
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        };
-        let end = if let Some(n) = header("content-length:") {
-            head_end + n.parse::<usize>().map_err(|_| bad())?
-        } else if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
-            let mut at = head_end;
-            loop {
-                let Some(eol) = find(&self.buf[at..], b"\r\n") else {
-                    self.fill().await?;
-                    continue;
-                };
-                let size = std::str::from_utf8(&self.buf[at..at + eol])
-                    .ok()
-                    .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-                    .ok_or_else(bad)?;
-                let next = at + eol + 2 + size + 2;
-                while self.buf.len() < next {
-                    self.fill().await?;
-                }
-                at = next;
-                if size == 0 {
-                    break at;
-                }
-            }
-        } else {
-            head_end
-        };
-        while self.buf.len() < end {
-            self.fill().await?;
-        }
-        self.buf.drain(..end);
-        Ok(status)
-    }
-}
 
 fn request_bytes(t: &Target) -> Arc<[u8]> {
     let mut r = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", t.path, t.addr);
@@ -801,10 +563,6 @@ impl Default for Sample {
     }
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 struct Bench {
     rt: tokio::runtime::Runtime,
     origin_pid: u32,
@@ -925,20 +683,6 @@ impl Bench {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn medians(samples: &[Sample]) -> Sample {
     let m = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     Sample {
@@ -950,22 +694,6 @@ fn medians(samples: &[Sample]) -> Sample {
         hop_p50: m(|s| s.hop_p50),
         windows: samples.iter().map(|s| s.windows).sum(),
         flagged: samples.iter().map(|s| s.flagged).sum(),
-    }
-}
-
-fn cell(x: f64, decimals: usize) -> String {
-    if x.is_nan() {
-        "—".to_string()
-    } else {
-        format!("{x:.decimals$}")
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if a.is_nan() || b.is_nan() || b == 0.0 {
-        "—".to_string()
-    } else {
-        format!("{:.2}×", a / b)
     }
 }
 
@@ -1464,29 +1192,12 @@ fn opts() -> Opts {
         i += 1;
     }
     if o.smoke {
+        // About 20 s in all on the dev build (CI runs it after the test suite).
         o.reps = 1;
-        o.duration = Duration::from_secs(2);
+        o.duration = Duration::from_secs(1);
     }
     assert!(o.reps > 0, "--reps must be at least 1");
     o
-}
-
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_default();
-    let cores = core_times().len();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "{cores} cores ({model}); loadavg {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
 }
 
 fn main() {
@@ -1499,6 +1210,7 @@ fn main() {
     );
     pin(std::process::id(), LOAD_CORE);
     let dir = tempfile::tempdir().unwrap();
+    common::remove_on_signal(dir.path());
     let (origin, origin_addr) = start_origin(dir.path());
     let tidegate = start_tidegate(dir.path(), &origin_addr);
     let nginx = start_nginx_proxy(dir.path(), &origin_addr);
