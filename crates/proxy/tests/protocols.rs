@@ -107,6 +107,16 @@ async fn grpc_upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// An HTTP/2 client with prior knowledge (h2c) on a new connection to `addr`.
+async fn h2c(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    s
+}
+
 #[tokio::test]
 async fn grpc_over_h2c_with_trailers() {
     let addr = grpc_upstream().await;
@@ -115,12 +125,7 @@ async fn grpc_over_h2c_with_trailers() {
         addr.port()
     );
     let h = Harness::start(&doc).await;
-    let tcp = TcpStream::connect(h.h2c).await.unwrap();
-    let (mut s, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut s = h2c(h.h2c).await;
     let req = Request::post(format!("http://{}/pkg.Greeter/SayHello", h.h2c))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -151,12 +156,7 @@ async fn grpc_over_h2c_with_trailers() {
 async fn plain_text_grpc_on_a_grpcs_route_gets_grpc_status_1() {
     let doc = "_format_version: \"3.0\"\nservices:\n- name: g\n  url: grpcs://127.0.0.1:1\n  routes:\n  - name: r\n    protocols: [grpcs]\n    paths: [/pkg.Greeter/]\n";
     let h = Harness::start(doc).await;
-    let tcp = TcpStream::connect(h.h2c).await.unwrap();
-    let (mut s, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut s = h2c(h.h2c).await;
     let req = Request::post(format!("http://{}/pkg.Greeter/SayHello", h.h2c))
         .header("content-type", "application/grpc")
         .body(Full::new(Bytes::new()))
@@ -180,12 +180,7 @@ async fn errors_on_grpc_requests_carry_grpc_status_not_json() {
         "_format_version: \"3.0\"\nservices:\n- name: g\n  url: grpc://127.0.0.1:{dead}\n  routes:\n  - name: r\n    protocols: [grpc]\n    paths: [/pkg.Greeter/]\n    strip_path: false\n  - name: locked\n    protocols: [grpc]\n    paths: [/pkg.Locked/]\n    plugins:\n    - name: key-auth\n  - name: gone\n    protocols: [grpc]\n    paths: [/pkg.Gone/]\n    plugins:\n    - name: request-termination\n      config:\n        status_code: 403\n        message: closed for today\n"
     );
     let h = Harness::start(&doc).await;
-    let tcp = TcpStream::connect(h.h2c).await.unwrap();
-    let (mut s, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut s = h2c(h.h2c).await;
     let cases = [
         ("/pkg.Greeter/SayHello", 502, "13", "Internal"),
         ("/nowhere/Call", 404, "5", "NotFound"),

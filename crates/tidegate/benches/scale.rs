@@ -185,31 +185,6 @@ fn certs(dir: &Path) -> Certs {
     Certs { cert, key }
 }
 
-/// The origin: answers every request `200 ok` and closes.
-fn start_origin() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                );
-            });
-        }
-    });
-    addr
-}
-
 /// A TCP relay to `target`, counting the bytes each way: (address, cp→dp, dp→cp).
 fn start_relay(target: String) -> (String, Arc<AtomicU64>, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -451,8 +426,12 @@ impl Dp {
     }
 
     fn proxied(&self, path: &str, headers: &[(&str, &str)]) -> bool {
-        http(&self.proxy, "GET", path, None, headers)
-            .is_some_and(|r| r.status == 200 && r.body == json!("ok"))
+        http(&self.proxy, "GET", path, None, headers).is_some_and(|r| {
+            r.status == 200
+                && r.body
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("origin GET "))
+        })
     }
 }
 
@@ -711,7 +690,8 @@ fn main() {
     let opts = args();
     let root = tempfile::tempdir().unwrap();
     let certs = certs(root.path());
-    let origin = start_origin();
+    // The tests' echo upstream: `origin <METHOD> <path> host=<Host>`, connection: close.
+    let origin = support::echo_upstream("origin", usize::MAX);
     println!(
         "scale: one CP process (POST /config through Raft), one DP process per row (fresh prefix, disk cache), {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
