@@ -54,6 +54,12 @@ pub struct Consumers {
 #[derive(Default)]
 pub struct LastIndex(Mutex<Option<(ConfigState, Consumers)>>);
 
+impl LastIndex {
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
 /// The kinds the index is made of.
 const KINDS: [EntityKind; 4] = [
     EntityKind::Consumer,
@@ -122,9 +128,11 @@ impl Consumers {
     fn updated(mut self, before: &ConfigState, after: &ConfigState) -> Option<Self> {
         let mut changed = Vec::new();
         let limit = 1024 + (before.len() + after.len()) / 8;
+        let mut total = 0;
         for kind in KINDS {
             let ids = after.changed_ids(before, kind);
-            if changed.len() + ids.len() > limit {
+            total += ids.len();
+            if total > limit {
                 return None;
             }
             changed.push((kind, ids));

@@ -145,10 +145,13 @@ impl PluginSet {
         let mut slots: Vec<Slot> = slots.into_values().collect();
         // Ties in priority run in name order, so every DP runs them the same way.
         slots.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
+        let last = rt.shared::<crate::consumers::LastIndex>();
         let consumers = if slots.is_empty() {
+            // Nothing to carry an index for; an old one would only pin its config.
+            last.clear();
             Consumers::default()
         } else {
-            Consumers::build(state, &rt.shared::<crate::consumers::LastIndex>())
+            Consumers::build(state, &last)
         };
         (PluginSet { slots, consumers }, warnings)
     }

@@ -68,13 +68,19 @@ impl UpstreamBody {
         body
     }
 
-    /// Servers stop polling a body that says it has ended, so the end is noticed on
-    /// the last frame rather than on a `None` that may never be asked for.
+    /// Servers stop polling a body that says it has ended, so for a body of known
+    /// length the end is noticed on the last frame rather than on a `None` that may
+    /// never be asked for. (A chunked body only says so with its `None` or trailers.)
     fn give_back_if_read(&mut self) {
         if self.inner.is_end_stream() {
-            if let Some(r) = self.returner.take() {
-                r.give_back();
-            }
+            self.give_back();
+        }
+    }
+
+    /// The body has been read to its end: the connection may carry the next request.
+    fn give_back(&mut self) {
+        if let Some(r) = self.returner.take() {
+            r.give_back();
         }
     }
 }
@@ -99,10 +105,12 @@ impl Body for UpstreamBody {
             Poll::Ready(frame) => {
                 this.idle = None;
                 match &frame {
+                    // Trailers are the last frame of a chunked body.
+                    Some(Ok(f)) if f.is_trailers() => this.give_back(),
                     Some(Ok(_)) => this.give_back_if_read(),
                     None => {
                         this.in_flight = None;
-                        this.give_back_if_read();
+                        this.give_back();
                     }
                     Some(Err(_)) => {
                         this.in_flight = None;

@@ -41,6 +41,10 @@ pub struct PoolKey {
     port: u16,
     tls: Option<(u64, Box<str>)>,
     h2: bool,
+    /// An HTTP/2 connection carries many requests at once, so its write timeout is
+    /// fixed for its life and part of its identity (services with other timeouts get
+    /// their own connection); an HTTP/1.1 one takes each request's (0 here).
+    h2_write_timeout_ms: u64,
 }
 
 /// Where and how to connect.
@@ -61,6 +65,11 @@ impl Endpoint<'_> {
             port: self.port,
             tls: self.tls.map(|(_, k, sni)| (k, sni.into())),
             h2: self.h2,
+            h2_write_timeout_ms: if self.h2 {
+                millis(self.write_timeout)
+            } else {
+                0
+            },
         }
     }
 }
@@ -208,7 +217,9 @@ impl Pool {
             write_limit,
             ..
         } = conn;
-        write_limit.store(millis(write_timeout), std::sync::atomic::Ordering::Relaxed);
+        if matches!(sender, Sender::H1(_)) {
+            write_limit.store(millis(write_timeout), std::sync::atomic::Ordering::Relaxed);
+        }
         match sender {
             Sender::H2(mut s) => match s.try_send_request(req).await {
                 Ok(resp) => Ok((resp, None)),

@@ -102,7 +102,7 @@ impl RealIp {
             .peekable();
         let mut leftmost = None;
         while let Some(a) = addrs.next() {
-            let ip = parse_addr(a)?;
+            let ip = parse_addr(a)?.to_canonical();
             if !self.recursive || !self.trusted.contains(ip) || addrs.peek().is_none() {
                 return Some(ip);
             }

@@ -740,7 +740,9 @@ impl Cx<'_> {
         let conn = self.conn;
         let peer = conn.peer.ip();
         let real = self.inner.options.real_ip.as_deref();
-        let Some(real) = real.filter(|r| r.trusted.contains(peer)) else {
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; trusted_ips names
+        // them as IPv4.
+        let Some(real) = real.filter(|r| r.trusted.contains(peer.to_canonical())) else {
             return Client {
                 ip: peer,
                 value: conn.peer_ip.clone(),

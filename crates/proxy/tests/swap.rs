@@ -124,3 +124,54 @@ async fn upstream_connections_are_kept_alive() {
     );
     h.stop().await;
 }
+
+/// A connection whose response was chunked goes back to the pool too: its end shows
+/// only as the body's last frame, not as a length run out.
+#[tokio::test]
+async fn connections_with_chunked_responses_are_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request head, one chunked answer, as long as the peer keeps the
+                    // connection.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+                    if s.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let doc = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:{port}\n  routes:\n  - name: r\n    paths: [\"/\"]\n"
+    );
+    let h = Harness::start(&doc).await;
+    for _ in 0..20 {
+        let r = send(h.http, get("x", "/")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], b"hello world");
+    }
+    // As for other bodies, a request racing the return may open a second connection;
+    // never one per request.
+    let n = conns.load(Ordering::SeqCst);
+    assert!(n <= 2, "pooled: {n} connections for 20 chunked responses");
+    server.abort();
+    h.stop().await;
+}

@@ -81,8 +81,13 @@ pub(super) fn data_planes<B: Backend>(ctx: &Ctx<B>) -> Reply {
     Reply::json(StatusCode::OK, json!({ "data": data, "next": null }))
 }
 
+/// Connected as the status endpoint shows it: connected when it last reported, and
+/// that report is recent.
+pub(crate) fn is_connected(r: &DpReport, now: i64) -> bool {
+    r.connected && now - r.last_seen <= crate::sync::STALE_AFTER.as_secs() as i64
+}
+
 pub(crate) fn data_plane(r: &DpReport, now: i64) -> Value {
-    let fresh = now - r.last_seen <= crate::sync::STALE_AFTER.as_secs() as i64;
     json!({
         "id": r.id,
         "ip": r.ip,
@@ -93,7 +98,7 @@ pub(crate) fn data_plane(r: &DpReport, now: i64) -> Value {
         "last_seen": r.last_seen,
         "labels": r.labels,
         "cert_details": { "expiry_timestamp": r.cert_expiry },
-        "connected": r.connected && fresh,
+        "connected": is_connected(r, now),
         "config_version": r.config_version,
         "control_plane": r.control_plane,
         "plugins": r.plugins.iter().map(|(n, v)| json!({"name": n, "version": v})).collect::<Vec<_>>(),

@@ -95,12 +95,13 @@ pub(crate) fn render(
         let mut in_sync = 0usize;
         let mut rows = Vec::new();
         for r in m.data_planes.iter() {
-            let mut row = crate::admin::cluster::data_plane(r, now);
             total += 1;
-            let up = row["connected"].as_bool() == Some(true);
+            let up = crate::admin::cluster::is_connected(r, now);
             connected += usize::from(up);
             in_sync += usize::from(up && r.config_hash == status.config_hash);
+            // Rows past the shown ones are only counted: no JSON built for them.
             if rows.len() < MAX_DATA_PLANE_ROWS {
+                let mut row = crate::admin::cluster::data_plane(r, now);
                 if let Some(obj) = row.as_object_mut() {
                     // Up to 512 per DP, and not what the console is for.
                     obj.remove("plugins");
