@@ -650,11 +650,25 @@ pub type Proxied = (u16, Vec<(String, String)>, String);
 
 /// GET `path` through a proxy at `addr`.
 pub fn proxy_get(addr: &str, path: &str, host: &str) -> Option<Proxied> {
+    proxy_get_with(addr, path, host, &[])
+}
+
+/// GET `path` through a proxy at `addr` with extra request headers.
+pub fn proxy_get_with(
+    addr: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> Option<Proxied> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut out = Vec::new();

@@ -6,6 +6,7 @@
 //! time, generated secrets) comes in through [`entity::Fixed`], so that every node that
 //! reads the same input builds the same entity.
 
+pub mod calendar;
 pub mod declarative;
 pub mod entities;
 pub mod entity;

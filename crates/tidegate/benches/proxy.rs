@@ -912,7 +912,7 @@ fn plugins_on(t: &Tidegate) -> Result<(), String> {
 /// What is wrong with key-auth and rate-limiting on /auth, as a client sees it.
 fn plugin_problems(proxy: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    match keyed(proxy) {
+    match support::proxy_get_with(proxy, "/auth", "bench.test", &[("apikey", API_KEY)]) {
         Some((200, headers, _)) => {
             let limit = headers
                 .iter()
@@ -937,31 +937,6 @@ fn plugin_problems(proxy: &str) -> Vec<String> {
         )),
     }
     problems
-}
-
-/// GET /auth with the key, `Connection: close`.
-fn keyed(addr: &str) -> Option<support::Proxied> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    write!(
-        s,
-        "GET /auth HTTP/1.1\r\nHost: bench.test\r\napikey: {API_KEY}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .collect();
-    Some((status, headers, body.to_string()))
 }
 
 fn plugins_off(t: &Tidegate) {

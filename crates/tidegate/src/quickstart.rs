@@ -809,6 +809,31 @@ fn done(started: Instant, text: impl std::fmt::Display) {
     println!("{text} [{:.1}s]", started.elapsed().as_secs_f64());
 }
 
+/// Spawns `node` and waits until `/status` on its `port` (its `api`) answers; its pid.
+async fn start_node(
+    fleet: &mut Fleet,
+    node: NodeId,
+    port: u16,
+    api: &str,
+    timeout: Duration,
+) -> anyhow::Result<u32> {
+    let pid = fleet.spawn(node)?;
+    wait_for(
+        fleet,
+        &[node],
+        node,
+        timeout,
+        &format!("{node}'s {api} on 127.0.0.1:{port}"),
+        || async move {
+            get_json(port, "/status")
+                .await
+                .filter(|(s, _)| s.is_success())
+        },
+    )
+    .await?;
+    Ok(pid)
+}
+
 /// Starts the nodes and waits until the cluster serves: every CP's Admin API, one
 /// leader they agree on, every DP in sync with it.
 async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
@@ -823,21 +848,8 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
         .collect();
     for &cp in &cps {
         let started = step(&format!("starting {cp}"));
-        let pid = fleet.spawn(cp)?;
         let admin = layout.admin(cp.n);
-        wait_for(
-            fleet,
-            &[cp],
-            cp,
-            timeout,
-            &format!("{cp}'s Admin API on 127.0.0.1:{admin}"),
-            || async move {
-                get_json(admin, "/status")
-                    .await
-                    .filter(|(s, _)| s.is_success())
-            },
-        )
-        .await?;
+        let pid = start_node(fleet, cp, admin, "Admin API", timeout).await?;
         done(
             started,
             format_args!(
@@ -879,21 +891,7 @@ async fn bring_up(fleet: &mut Fleet, layout: &Layout, timeout: Duration) -> anyh
 
     for &dp in &dps {
         let started = step(&format!("starting {dp}"));
-        let pid = fleet.spawn(dp)?;
-        let status = layout.status(dp);
-        wait_for(
-            fleet,
-            &[dp],
-            dp,
-            timeout,
-            &format!("{dp}'s status API on 127.0.0.1:{status}"),
-            || async move {
-                get_json(status, "/status")
-                    .await
-                    .filter(|(s, _)| s.is_success())
-            },
-        )
-        .await?;
+        let pid = start_node(fleet, dp, layout.status(dp), "status API", timeout).await?;
         done(
             started,
             format_args!(

@@ -14,6 +14,8 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
+use tidegate_model::calendar::civil_from_days;
+
 use crate::SHARED_SERVER_NAME;
 
 pub struct GeneratedCert {
@@ -118,25 +120,11 @@ fn common_name_dn(common_name: &str) -> DistinguishedName {
 /// From the day before `now_unix`, against clock skew between nodes, to `days` days on.
 fn set_validity(params: &mut CertificateParams, now_unix: i64, days: u32) {
     let day = now_unix.div_euclid(86_400);
+    // The dates are centuries inside rcgen's range: the narrowing casts cannot cut.
     let (y, m, d) = civil_from_days(day - 1);
-    params.not_before = date_time_ymd(y, m, d);
+    params.not_before = date_time_ymd(y as i32, m as u8, d as u8);
     let (y, m, d) = civil_from_days(day + i64::from(days));
-    params.not_after = date_time_ymd(y, m, d);
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let y = (yoe + era * 400 + i64::from(m <= 2)) as i32;
-    (y, m, d)
+    params.not_after = date_time_ymd(y as i32, m as u8, d as u8);
 }
 
 #[cfg(test)]
@@ -150,19 +138,9 @@ mod tests {
     use rustls::server::WebPkiClientVerifier;
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
 
-    use super::{civil_from_days, gen_ca, issue, GeneratedCa, GeneratedCert};
+    use super::{gen_ca, issue, GeneratedCa, GeneratedCert};
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        // 2026-11-26
-        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-    }
 
     /// rustls checks validity against the real clock, so the certificates start today:
     /// a test reading the wall clock, not code a simulation runs.

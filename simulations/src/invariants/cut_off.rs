@@ -8,16 +8,59 @@ use std::time::Duration;
 use tidegate_dp::Current;
 
 pub const NAME: &str = "cut_off";
-const GRACE: Duration = Duration::from_secs(1);
+/// Messages already on the wire when a cut begins may still land.
+pub const GRACE: Duration = Duration::from_secs(1);
 
-struct Window {
-    start: Duration,
+/// One DP's cut-off window and what it served when the grace ran out (`R`).
+pub struct Window<R> {
+    pub start: Duration,
     incarnation: u64,
-    reference: Option<(u64, String, usize)>,
+    pub reference: Option<R>,
+}
+
+/// The cut-off windows of every DP: opened when a running DP reaches no CP, opened
+/// afresh when it restarts while cut off (it serves from its cache then), closed when it
+/// is reachable again or not running. Shared by the invariants that compare a cut-off
+/// DP with itself.
+pub struct Windows<R> {
+    open: Vec<Option<Window<R>>>,
+}
+
+impl<R> Windows<R> {
+    pub fn new(dps: usize) -> Self {
+        Windows {
+            open: (0..dps).map(|_| None).collect(),
+        }
+    }
+
+    /// One sample of DP `i`: its window once past the grace, else None.
+    pub fn sample(
+        &mut self,
+        i: usize,
+        cut: bool,
+        now: Duration,
+        incarnation: u64,
+        running: bool,
+    ) -> Option<&mut Window<R>> {
+        if !(cut && running) {
+            self.open[i] = None;
+            return None;
+        }
+        let fresh = || Window {
+            start: now,
+            incarnation,
+            reference: None,
+        };
+        let window = self.open[i].get_or_insert_with(fresh);
+        if window.incarnation != incarnation {
+            *window = fresh();
+        }
+        (now >= window.start + GRACE).then_some(window)
+    }
 }
 
 pub struct CutOffs {
-    open: Vec<Option<Window>>,
+    windows: Windows<(u64, String, usize)>,
     /// Windows that lasted past the grace period, for the report.
     pub checked: usize,
 }
@@ -25,7 +68,7 @@ pub struct CutOffs {
 impl CutOffs {
     pub fn new(dps: usize) -> Self {
         CutOffs {
-            open: (0..dps).map(|_| None).collect(),
+            windows: Windows::new(dps),
             checked: 0,
         }
     }
@@ -39,31 +82,15 @@ impl CutOffs {
         incarnation: u64,
         current: Option<&Current>,
     ) -> Option<String> {
-        let (Some(current), true) = (current, cut) else {
-            self.open[i] = None;
-            return None;
-        };
+        let window = self
+            .windows
+            .sample(i, cut, now, incarnation, current.is_some())?;
+        let current = current?;
         let seen = (
             current.state.version(),
             current.state.hash().to_string(),
             current.state.len(),
         );
-        let window = self.open[i].get_or_insert(Window {
-            start: now,
-            incarnation,
-            reference: None,
-        });
-        if window.incarnation != incarnation {
-            // Restarted while cut off: a new window, from its cache.
-            *window = Window {
-                start: now,
-                incarnation,
-                reference: None,
-            };
-        }
-        if now < window.start + GRACE {
-            return None;
-        }
         match &window.reference {
             None => {
                 window.reference = Some(seen);

@@ -17,8 +17,9 @@ use tidegate_router::{BuildError, NoHeaders, RequestView, Router, Scheme};
 use tidegate_state::ConfigState;
 use uuid::Uuid;
 
+use super::cut_off::Windows;
+
 pub const NAME: &str = "cut_off_routes";
-const GRACE: Duration = Duration::from_secs(1);
 
 /// A request made up to reach one route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,16 +159,10 @@ pub fn compare(reference: &[(Probe, Uuid)], state: &ConfigState) -> Result<(), S
     }
 }
 
-struct Window {
-    start: Duration,
-    incarnation: u64,
-    /// None until the grace ran out; then the requests and where they went.
-    reference: Option<Vec<(Probe, Uuid)>>,
-}
-
 /// The cut-off windows of every DP, and what their requests answered at the start.
 pub struct Probes {
-    open: Vec<Option<Window>>,
+    /// Per window: None until the grace ran out; then the requests and where they went.
+    windows: Windows<Vec<(Probe, Uuid)>>,
     /// Windows in which at least one request was checked, for the report.
     pub checked: usize,
 }
@@ -175,7 +170,7 @@ pub struct Probes {
 impl Probes {
     pub fn new(dps: usize) -> Self {
         Probes {
-            open: (0..dps).map(|_| None).collect(),
+            windows: Windows::new(dps),
             checked: 0,
         }
     }
@@ -189,26 +184,10 @@ impl Probes {
         incarnation: u64,
         current: Option<&Current>,
     ) -> Option<String> {
-        let (Some(current), true) = (current, cut) else {
-            self.open[i] = None;
-            return None;
-        };
-        let window = self.open[i].get_or_insert(Window {
-            start: now,
-            incarnation,
-            reference: None,
-        });
-        if window.incarnation != incarnation {
-            // Restarted while cut off: it answers from its cache, a new reference.
-            *window = Window {
-                start: now,
-                incarnation,
-                reference: None,
-            };
-        }
-        if now < window.start + GRACE {
-            return None;
-        }
+        let window = self
+            .windows
+            .sample(i, cut, now, incarnation, current.is_some())?;
+        let current = current?;
         let state = &current.state;
         let Some(before) = &window.reference else {
             return match reference(state) {
@@ -251,6 +230,7 @@ impl Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invariants::cut_off::GRACE;
     use tidegate_model::declarative::{parse_value, ParseOptions};
     use tidegate_state::Machine;
 
