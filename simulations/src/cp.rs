@@ -16,7 +16,7 @@ use tidegate_cp::node::{
 use tidegate_cp::sync::{SyncService, SyncSettings};
 use tidegate_cp::{Backend, NodeInfo};
 use tidegate_raft::network::Network;
-use tidegate_raft::{MemStorage, Raft, StateReader};
+use tidegate_raft::{MemStorage, Proposer, Raft, StateReader};
 use tidegate_state::{Op, Outcome};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -159,14 +159,19 @@ pub async fn run(ctx: Arc<CpCtx>) -> turmoil::Result {
     let config = Arc::new(tidegate_raft::raft_config("sim"));
     let raft = Raft::new(ctx.node_id, config, network.clone(), log, sm).await?;
 
+    let proposer = Proposer::new(raft.clone());
     let incoming = crate::net::incoming(RAFT_PORT).await?;
     {
-        let raft = raft.clone();
+        let proposer = proposer.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _ =
-                tidegate_raft::network::serve_incoming(incoming, raft, tls, std::future::pending())
-                    .await;
+            let _ = tidegate_raft::network::serve_incoming(
+                incoming,
+                proposer,
+                tls,
+                std::future::pending(),
+            )
+            .await;
         });
     }
     let peers: Vec<(u64, String)> = (0..ctx.cps)
@@ -182,7 +187,7 @@ pub async fn run(ctx: Arc<CpCtx>) -> turmoil::Result {
         ctx.seed ^ (ctx.node_id << 40) ^ (incarnation << 20),
     )));
     let node = Arc::new(RaftNode::new(
-        raft.clone(),
+        proposer,
         reader.clone(),
         network,
         NodeSettings {

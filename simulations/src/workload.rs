@@ -222,6 +222,7 @@ pub fn describe(op: &Op) -> String {
         Op::Import { entities } => format!("import {} entities", entities.len()),
         Op::Batch { ops } => format!("batch of {}", ops.len()),
         Op::DataPlanes { .. } => "data planes".into(),
+        Op::Group { commands } => format!("group of {}", commands.len()),
     }
 }
 

@@ -14,7 +14,7 @@ use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tidegate_model::Fixed;
 use tidegate_raft::network::{ForwardReply, Network};
-use tidegate_raft::{NodeId, Raft, StateReader};
+use tidegate_raft::{NodeId, Proposer, Raft, StateReader};
 use tidegate_state::{Command, Machine, Op};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
@@ -54,6 +54,8 @@ pub struct NodeSettings {
 /// A CP node: the Raft handle, the local state reader and the link to peers.
 pub struct RaftNode {
     raft: Raft,
+    /// The way into Raft for writes this node leads (group commit).
+    proposer: Proposer,
     reader: StateReader,
     network: Network,
     settings: NodeSettings,
@@ -71,7 +73,7 @@ fn uuid_from(bits: u128) -> Uuid {
 
 impl RaftNode {
     pub fn new(
-        raft: Raft,
+        proposer: Proposer,
         reader: StateReader,
         network: Network,
         settings: NodeSettings,
@@ -79,7 +81,8 @@ impl RaftNode {
         entropy: Arc<dyn Entropy>,
     ) -> Self {
         RaftNode {
-            raft,
+            raft: proposer.raft().clone(),
+            proposer,
             reader,
             network,
             settings,
@@ -175,11 +178,11 @@ impl Backend for RaftNode {
             let apply_deadline = Instant::now() + self.settings.apply_wait;
             match leader {
                 Some((id, _)) if id == self.settings.node_id => {
-                    match timeout_at(apply_deadline, self.raft.client_write(cmd.clone())).await {
-                        Ok(Ok(resp)) => {
-                            self.applied_here(resp.log_id.index, apply_deadline).await?;
+                    match timeout_at(apply_deadline, self.proposer.write(cmd.clone())).await {
+                        Ok(Ok(written)) => {
+                            self.applied_here(written.log_index, apply_deadline).await?;
                             return Ok(WriteOk {
-                                outcome: resp.data.outcome,
+                                outcome: written.response.outcome,
                             });
                         }
                         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `network` carries Raft RPCs (and Commands forwarded to the leader) over tonic with
-//! mutual TLS; the CP's write path lives in `tidegate-cp`.
+//! mutual TLS; `Proposer` groups the leader's concurrent client writes into one entry
+//! (group commit); the CP's write path lives in `tidegate-cp`.
 
 // `StorageError` is openraft's, and its traits return it: boxing it here would only add
 // conversions at every call.
@@ -20,6 +21,7 @@
 mod mem;
 pub mod network;
 pub mod planted;
+mod proposer;
 mod runtime;
 mod sled_store;
 mod sm;
@@ -28,6 +30,7 @@ mod types;
 use std::ops::{Bound, RangeBounds};
 
 pub use mem::{MemLogStore, MemStateMachine, MemStorage};
+pub use proposer::{ProposeError, Proposer, Written};
 pub use runtime::{seed_thread_rng, SeededRng, SeededRuntime};
 pub use sled_store::{
     open_sled, open_sled_with_event_tail, SledLogStore, SledSnapshots, SledStateMachine,

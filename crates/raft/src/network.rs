@@ -32,6 +32,7 @@ use tonic::transport::{
 };
 use tonic::{Request, Status};
 
+use crate::proposer::Proposer;
 use crate::types::{NodeId, Raft, Response, TypeConfig};
 
 /// The largest Raft message accepted: a batch of entries may hold a declarative import
@@ -91,6 +92,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 struct Service {
     raft: Raft,
+    proposer: Proposer,
 }
 
 #[tonic::async_trait]
@@ -127,10 +129,10 @@ impl RaftRpc for Service {
 
     async fn forward(&self, req: Request<Frame>) -> Result<tonic::Response<Frame>, Status> {
         let cmd: Command = decode(&req.into_inner().payload).map_err(Status::invalid_argument)?;
-        let reply = match self.raft.client_write(cmd).await {
-            Ok(r) => ForwardReply::Applied {
-                response: r.data,
-                log_index: r.log_id.index,
+        let reply = match self.proposer.write(cmd).await {
+            Ok(w) => ForwardReply::Applied {
+                response: w.response,
+                log_index: w.log_index,
             },
             Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(
                 ForwardToLeader {
@@ -151,10 +153,11 @@ impl RaftRpc for Service {
     }
 }
 
-/// Serves Raft RPCs on `listener` until `shutdown` resolves.
+/// Serves Raft RPCs on `listener` until `shutdown` resolves; Commands forwarded by
+/// followers join the leader's own writes in `proposer`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    raft: Raft,
+    proposer: Proposer,
     tls: RaftTls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError> {
@@ -167,14 +170,14 @@ pub async fn serve(
         }
         accepted
     });
-    serve_incoming(incoming, raft, tls, shutdown).await
+    serve_incoming(incoming, proposer, tls, shutdown).await
 }
 
 /// Serves Raft RPCs on any stream of connections: the seam through which the simulator
 /// hands in its simulated TCP.
 pub async fn serve_incoming<S, IO, E>(
     incoming: S,
-    raft: Raft,
+    proposer: Proposer,
     tls: RaftTls,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError>
@@ -191,7 +194,10 @@ where
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert, &tls.key))
         .client_ca_root(Certificate::from_pem(&tls.ca));
-    let svc = RaftServer::new(Service { raft })
+    let svc = RaftServer::new(Service {
+        raft: proposer.raft().clone(),
+        proposer,
+    })
         .max_decoding_message_size(MAX_RAFT_MESSAGE)
         .max_encoding_message_size(MAX_RAFT_MESSAGE);
     Server::builder()

@@ -7,14 +7,21 @@
 //! only double the IO. A restart loads the latest snapshot and openraft re-applies the
 //! committed entries after it (hence `save_committed` is durable too).
 //!
-//! Every write that openraft relies on is flushed before it is acknowledged: `append`
-//! before calling the `LogFlushed` callback, `save_vote`, `save_committed`, `truncate` and
-//! `purge` before returning, a snapshot before it is reported. Errors are returned as
-//! `StorageError`, which stops the Raft instance: never retried silently.
+//! Every write that openraft relies on is durable before it is acknowledged: `append`
+//! before calling the `LogFlushed` callback, `save_vote`, `truncate` and `purge` before
+//! returning, a snapshot before it is reported. Durable means sled's flush *and* an
+//! `fdatasync` of sled's file: sled 0.34 ends a flush with `sync_file_range`, which
+//! neither commits the file's metadata nor flushes the disk's write cache, so a power
+//! loss could take acknowledged writes with it. `save_committed` is not flushed on its
+//! own: openraft treats the committed id as optional (a lower one only means replaying
+//! more at restart), and sled recovers a prefix of its writes, so it becomes durable with
+//! the next append's flush and never ahead of the entries it covers. Errors are returned
+//! as `StorageError`, which stops the Raft instance: never retried silently.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
@@ -44,10 +51,15 @@ pub fn open_sled_with_event_tail(
     path: impl AsRef<Path>,
     event_tail: usize,
 ) -> Result<(SledLogStore, SledStateMachine), StorageError> {
+    let path = path.as_ref();
     let db = sled::Config::new()
         .path(path)
         .open()
         .map_err(|e| StorageIOError::read(&e))?;
+    // sled 0.34 keeps everything in one file, `db`; fdatasync works on the file, not on
+    // the descriptor, so a handle of our own covers sled's writes.
+    let file = std::fs::File::open(path.join("db")).map_err(|e| StorageIOError::read(&e))?;
+    let durable = Durable(Arc::new((db.clone(), file)));
     let tree = |name: &str| {
         db.open_tree(name)
             .map_err(|e| StorageError::from(StorageIOError::read(&e)))
@@ -55,10 +67,12 @@ pub fn open_sled_with_event_tail(
     let log = SledLogStore {
         log: tree("log")?,
         meta: tree("raft_meta")?,
+        durable: durable.clone(),
     };
     log.drop_purged_leftovers()?;
     let snapshots = SledSnapshots {
         tree: tree("snapshot")?,
+        durable,
     };
     let sm = StateMachine::open(snapshots, event_tail)?;
     Ok((log, sm))
@@ -76,9 +90,24 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
-async fn flush(tree: &sled::Tree) -> Result<(), sled::Error> {
-    // sled's pagecache is per database: this makes every tree's writes durable.
-    tree.flush_async().await.map(|_| ())
+/// sled's database and its file, to make every tree's writes durable at once.
+#[derive(Clone)]
+struct Durable(Arc<(sled::Db, std::fs::File)>);
+
+impl Durable {
+    /// sled's flush writes its buffers and `sync_file_range`s them; the `fdatasync` then
+    /// commits metadata and the disk cache. Both block, so both run on one blocking
+    /// thread rather than on a runtime worker.
+    async fn flush(&self) -> std::io::Result<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (db, file) = &*this.0;
+            db.flush().map_err(std::io::Error::other)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// The Raft log, vote and commit index; also its own log reader (clones share the trees).
@@ -86,6 +115,7 @@ async fn flush(tree: &sled::Tree) -> Result<(), sled::Error> {
 pub struct SledLogStore {
     log: sled::Tree,
     meta: sled::Tree,
+    durable: Durable,
 }
 
 impl Debug for SledLogStore {
@@ -177,7 +207,8 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         self.meta
             .insert(VOTE, encode(vote))
             .map_err(|e| StorageIOError::write_vote(&e))?;
-        flush(&self.meta)
+        self.durable
+            .flush()
             .await
             .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
@@ -189,10 +220,10 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let w = |e: &sled::Error| StorageIOError::<u64>::write(e);
+        // Not flushed here: see the module comment.
         self.meta
             .insert(COMMITTED, encode(&committed))
             .map_err(|e| w(&e))?;
-        flush(&self.meta).await.map_err(|e| w(&e))?;
         Ok(())
     }
 
@@ -217,9 +248,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // Acknowledge only what is on disk: openraft counts this node in the quorum then.
-        if let Err(e) = flush(&self.log).await {
+        if let Err(e) = self.durable.flush().await {
             let err = StorageIOError::write_logs(&e);
-            callback.log_io_completed(Err(std::io::Error::other(e)));
+            callback.log_io_completed(Err(e));
             return Err(err.into());
         }
         callback.log_io_completed(Ok(()));
@@ -229,14 +260,15 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.remove_range(log_id.index..)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        flush(&self.log)
+        self.durable
+            .flush()
             .await
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let w = |e: &sled::Error| StorageIOError::<u64>::write_logs(e);
+        let w = |e: &(dyn std::error::Error + 'static)| StorageIOError::<u64>::write_logs(AnyError::from_dyn(e, None));
         let previous: Option<LogId> = self.get_meta(LAST_PURGED)?;
         if previous < Some(log_id) {
             // The marker is durable before any entry goes, so a crash in between never
@@ -244,10 +276,10 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
             self.meta
                 .insert(LAST_PURGED, encode(&log_id))
                 .map_err(|e| w(&e))?;
-            flush(&self.meta).await.map_err(|e| w(&e))?;
+            self.durable.flush().await.map_err(|e| w(&e))?;
         }
         self.remove_range(..=log_id.index).map_err(|e| w(&e))?;
-        flush(&self.log).await.map_err(|e| w(&e))?;
+        self.durable.flush().await.map_err(|e| w(&e))?;
         Ok(())
     }
 }
@@ -255,6 +287,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 /// The latest snapshot, in sled.
 pub struct SledSnapshots {
     tree: sled::Tree,
+    durable: Durable,
 }
 
 impl SnapshotStore for SledSnapshots {
@@ -269,12 +302,13 @@ impl SnapshotStore for SledSnapshots {
     }
 
     async fn save(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
-        let write =
-            |e: &sled::Error| StorageIOError::write_snapshot(Some(snapshot.meta.signature()), e);
+        let write = |e: &(dyn std::error::Error + 'static)| {
+            StorageIOError::write_snapshot(Some(snapshot.meta.signature()), AnyError::from_dyn(e, None))
+        };
         self.tree
             .insert(CURRENT, encode(snapshot))
             .map_err(|e| write(&e))?;
-        flush(&self.tree).await.map_err(|e| write(&e))?;
+        self.durable.flush().await.map_err(|e| write(&e))?;
         Ok(())
     }
 }

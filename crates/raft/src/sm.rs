@@ -16,8 +16,8 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tidegate_state::{
-    decode_snapshot, encode_snapshot, ConfigState, DataPlanes, DpReport, Event, Machine, Outcome,
-    RequestLog,
+    decode_snapshot, encode_snapshot, Command, ConfigState, DataPlanes, DpReport, Event, Machine,
+    Op, Outcome, RequestLog,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -120,7 +120,17 @@ impl Core {
 
     fn apply(&mut self, entry: Entry) -> Response {
         self.last_applied = Some(entry.log_id);
+        let mut members = Vec::new();
         let outcome = match entry.payload {
+            EntryPayload::Normal(Command {
+                op: Op::Group { commands },
+                ..
+            }) => {
+                let (outcomes, events) = self.machine.execute_group(&commands);
+                self.push_events(events);
+                members = outcomes;
+                self.nothing()
+            }
             EntryPayload::Normal(cmd) => {
                 let (outcome, events) = self.machine.execute(&cmd);
                 self.push_events(events);
@@ -135,6 +145,7 @@ impl Core {
         Response {
             outcome,
             config_version: self.machine.config.version(),
+            members,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Response {
     pub outcome: Outcome,
     /// The config version after the entry was applied.
     pub config_version: u64,
+    /// For an `Op::Group` entry, each member's outcome in order (`outcome` is then the
+    /// carrier's empty success); empty for every other entry.
+    pub members: Vec<Outcome>,
 }
 
 pub type Raft = openraft::Raft<TypeConfig>;

@@ -49,7 +49,16 @@ pub enum Op {
         reports: Vec<crate::DpReport>,
         purge_before: i64,
     },
+    /// Independent Commands packed into one log entry by the leader's proposer (group
+    /// commit: one append and one flush for writes that arrived together). Each member
+    /// is applied on its own, exactly as if it had an entry of its own: its request id,
+    /// its outcome, its events. The carrying Command's id and time are not used. Never
+    /// nested, never inside a batch, at most [`MAX_GROUP_COMMANDS`] members.
+    Group { commands: Vec<Command> },
 }
+
+/// The most Commands one [`Op::Group`] may carry.
+pub const MAX_GROUP_COMMANDS: usize = 256;
 
 /// The most ops one [`Op::Batch`] may hold.
 pub const MAX_BATCH_OPS: usize = 1_000;
@@ -78,7 +87,7 @@ impl Op {
             | Op::Upsert { kind, .. }
             | Op::Patch { kind, .. }
             | Op::Delete { kind, .. } => Some(*kind),
-            Op::Import { .. } | Op::DataPlanes { .. } => None,
+            Op::Import { .. } | Op::DataPlanes { .. } | Op::Group { .. } => None,
             Op::Batch { ops } => ops.first().and_then(Op::kind),
         }
     }

@@ -29,7 +29,7 @@ pub use codec::{
     decode_event, decode_snapshot, encode_event, encode_snapshot, encode_state, CodecError,
     ENTITY_SCHEMA, SNAPSHOT_FORMAT,
 };
-pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS};
+pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS, MAX_GROUP_COMMANDS};
 pub use data_planes::{DataPlanes, DpReport, SentCounters, MAX_DATA_PLANES, MAX_REPORTS_PER_BATCH};
 pub use event::{Change, Event};
 pub use machine::{import_changes, resolve, Applied, Machine, Outcome};

@@ -10,7 +10,7 @@ use tidegate_model::kind::OnDelete;
 use tidegate_model::{Ctx, Entity, EntityKind, Errors, Fixed, KongError, Lookup};
 use uuid::Uuid;
 
-use crate::command::{Command, EntityRef, Op, MAX_BATCH_OPS};
+use crate::command::{Command, EntityRef, Op, MAX_BATCH_OPS, MAX_GROUP_COMMANDS};
 use crate::data_planes::{DataPlanes, DpReport, MAX_REPORTS_PER_BATCH};
 use crate::event::{Change, Event};
 use crate::requests::RequestLog;
@@ -56,6 +56,15 @@ impl Machine {
         {
             return (self.record_data_planes(reports, *purge_before), Vec::new());
         }
+        if let Op::Group { .. } = &cmd.op {
+            // Only a log entry is a group (see `execute_group`); a member never is.
+            return (
+                Err(KongError::operation_unsupported(
+                    "a group of commands cannot be nested",
+                )),
+                Vec::new(),
+            );
+        }
         if let Some(previous) = self
             .requests
             .get(&cmd.request_id)
@@ -80,6 +89,28 @@ impl Machine {
 }
 
 impl Machine {
+    /// Applies the members of an [`Op::Group`] log entry in order, each on its own as
+    /// [`Machine::execute`] would: one member refused leaves the others applied. Returns
+    /// one outcome per member and their events in order.
+    pub fn execute_group(&mut self, commands: &[Command]) -> (Vec<Outcome>, Vec<Event>) {
+        if commands.len() > MAX_GROUP_COMMANDS {
+            let refused = KongError::operation_unsupported(format!(
+                "a group carries at most {MAX_GROUP_COMMANDS} commands"
+            ));
+            return (vec![Err(refused); commands.len()], Vec::new());
+        }
+        let mut events = Vec::new();
+        let outcomes = commands
+            .iter()
+            .map(|c| {
+                let (outcome, ev) = self.execute(c);
+                events.extend(ev);
+                outcome
+            })
+            .collect();
+        (outcomes, events)
+    }
+
     fn record_data_planes(&mut self, reports: &[DpReport], purge_before: i64) -> Outcome {
         if reports.len() > MAX_REPORTS_PER_BATCH {
             return Err(KongError::operation_unsupported(format!(
@@ -256,6 +287,9 @@ fn plan(state: &ConfigState, op: &Op, fixed: Fixed) -> Result<Plan, KongError> {
         Op::Batch { .. } => unreachable!("Machine::apply_op handles batches"),
         Op::DataPlanes { .. } => Err(KongError::operation_unsupported(
             "data-plane status cannot be part of a batch",
+        )),
+        Op::Group { .. } => Err(KongError::operation_unsupported(
+            "a group of commands cannot be part of a batch",
         )),
     }
 }

@@ -15,7 +15,7 @@ use tidegate_cp::NodeInfo;
 use tidegate_dp::sync::Connect;
 use tidegate_proto::cluster::cluster_server::ClusterServer;
 use tidegate_raft::network::{Network, RaftTls};
-use tidegate_raft::Raft;
+use tidegate_raft::{Proposer, Raft};
 use tidegate_tls::ClusterTls;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -99,6 +99,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let raft = Raft::new(settings.raft_node_id, config, network.clone(), log, sm)
         .await
         .context("cannot start Raft")?;
+    let proposer = Proposer::new(raft.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -111,10 +112,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on raft_listen {}", settings.raft_listen))?;
         info!(addr = %settings.raft_listen, "raft listening");
-        let r = raft.clone();
+        let p = proposer.clone();
         let shutdown = stopped(stop_rx.clone());
         raft_server = Some(tokio::spawn(async move {
-            if let Err(e) = tidegate_raft::network::serve(listener, r, tls, shutdown).await {
+            if let Err(e) = tidegate_raft::network::serve(listener, p, tls, shutdown).await {
                 error!(error = %e, "the Raft listener failed");
             }
         }));
@@ -146,7 +147,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let node = Arc::new(
         RaftNode::new(
-            raft.clone(),
+            proposer,
             reader,
             network,
             NodeSettings {

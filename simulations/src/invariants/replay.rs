@@ -59,16 +59,23 @@ impl Replay {
             let EntryPayload::Normal(cmd) = e.payload else {
                 continue;
             };
-            let (outcome, events) = machine.execute(&cmd);
-            if !matches!(cmd.op, Op::DataPlanes { .. }) {
-                first.entry(cmd.request_id).or_insert((position, outcome));
-                position += 1;
-            }
-            for ev in &events {
-                mirror
-                    .apply(ev)
-                    .map_err(|err| format!("replay: event v{}: {err}", ev.version))?;
-                hashes.push(mirror.hash().to_string());
+            // A group entry is its members, one after the other (group commit).
+            let commands = match cmd.op {
+                Op::Group { commands } => commands,
+                _ => vec![cmd],
+            };
+            for cmd in commands {
+                let (outcome, events) = machine.execute(&cmd);
+                if !matches!(cmd.op, Op::DataPlanes { .. }) {
+                    first.entry(cmd.request_id).or_insert((position, outcome));
+                    position += 1;
+                }
+                for ev in &events {
+                    mirror
+                        .apply(ev)
+                        .map_err(|err| format!("replay: event v{}: {err}", ev.version))?;
+                    hashes.push(mirror.hash().to_string());
+                }
             }
         }
         if expected <= applied {

@@ -10,7 +10,7 @@ use openraft::ServerState;
 use serde_json::{json, Value};
 use tidegate_model::EntityKind;
 use tidegate_raft::network::Network;
-use tidegate_raft::{raft_config, MemStorage, Raft};
+use tidegate_raft::{raft_config, MemStorage, Proposer, Raft};
 use tidegate_state::{DpReport, EntityRef, Op, SentCounters};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
@@ -61,7 +61,7 @@ async fn single_node(tail: usize) -> Arc<RaftNode> {
         .await
         .unwrap();
     Arc::new(RaftNode::new(
-        raft,
+        Proposer::new(raft),
         reader,
         network,
         NodeSettings {

@@ -703,3 +703,67 @@ fn a_batch_applies_all_or_nothing() {
     .unwrap_err();
     assert_eq!(nested.status(), 405);
 }
+
+#[test]
+fn a_group_applies_each_member_on_its_own() {
+    let mut m = Machine::new();
+    let members = vec![
+        cmd(
+            1,
+            create(EntityKind::Consumer, json!({"username": "ann"})),
+        ),
+        // Refused (duplicate username): must not undo `ann` nor stop `bob`.
+        cmd(
+            2,
+            create(EntityKind::Consumer, json!({"username": "ann"})),
+        ),
+        cmd(
+            3,
+            create(EntityKind::Consumer, json!({"username": "bob"})),
+        ),
+        // A retry of command 3 inside the same group answers command 3's outcome.
+        cmd(
+            3,
+            create(EntityKind::Consumer, json!({"username": "bob"})),
+        ),
+    ];
+    let (outcomes, events) = m.execute_group(&members);
+    assert_eq!(outcomes.len(), 4);
+    let ann = outcomes[0].as_ref().unwrap();
+    assert_eq!(ann.version, 1);
+    assert_eq!(outcomes[1].as_ref().unwrap_err().status(), 409);
+    assert_eq!(outcomes[2].as_ref().unwrap().version, 2);
+    assert_eq!(outcomes[3], outcomes[2]);
+    assert_eq!(events.len(), 2);
+    assert_eq!(m.config.version(), 2);
+    assert_eq!(m.config.iter_kind(EntityKind::Consumer).count(), 2);
+
+    // The same members one entry each reach the same state and events.
+    let mut one_by_one = Machine::new();
+    let mut separate = Vec::new();
+    for c in &members {
+        separate.extend(one_by_one.execute(c).1);
+    }
+    assert_eq!(one_by_one.config, m.config);
+    assert_eq!(separate, events);
+
+    let nested = m.execute(&cmd(
+        9,
+        Op::Group {
+            commands: vec![cmd(
+                10,
+                create(EntityKind::Consumer, json!({"username": "cy"})),
+            )],
+        },
+    ));
+    assert_eq!(nested.0.unwrap_err().status(), 405);
+    let in_batch = run(
+        &mut m,
+        11,
+        Op::Batch {
+            ops: vec![Op::Group { commands: vec![] }],
+        },
+    );
+    assert_eq!(in_batch.unwrap_err().status(), 405);
+    assert_eq!(m.config.version(), 2);
+}
