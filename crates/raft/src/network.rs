@@ -198,8 +198,8 @@ where
         raft: proposer.raft().clone(),
         proposer,
     })
-        .max_decoding_message_size(MAX_RAFT_MESSAGE)
-        .max_encoding_message_size(MAX_RAFT_MESSAGE);
+    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+    .max_encoding_message_size(MAX_RAFT_MESSAGE);
     Server::builder()
         .tls_config(tls_config)
         .map_err(|e| NetError::Tls(e.to_string()))?

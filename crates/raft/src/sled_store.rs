@@ -268,7 +268,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let w = |e: &(dyn std::error::Error + 'static)| StorageIOError::<u64>::write_logs(AnyError::from_dyn(e, None));
+        let w = |e: &(dyn std::error::Error + 'static)| {
+            StorageIOError::<u64>::write_logs(AnyError::from_dyn(e, None))
+        };
         let previous: Option<LogId> = self.get_meta(LAST_PURGED)?;
         if previous < Some(log_id) {
             // The marker is durable before any entry goes, so a crash in between never
@@ -303,7 +305,10 @@ impl SnapshotStore for SledSnapshots {
 
     async fn save(&self, snapshot: &StoredSnapshot) -> Result<(), StorageError> {
         let write = |e: &(dyn std::error::Error + 'static)| {
-            StorageIOError::write_snapshot(Some(snapshot.meta.signature()), AnyError::from_dyn(e, None))
+            StorageIOError::write_snapshot(
+                Some(snapshot.meta.signature()),
+                AnyError::from_dyn(e, None),
+            )
         };
         self.tree
             .insert(CURRENT, encode(snapshot))

@@ -94,12 +94,21 @@ async fn concurrent_writes_share_entries_and_keep_their_own_outcomes() {
 
     let mut indexes = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        let w = r.as_ref().unwrap_or_else(|e| panic!("write {i} failed: {e}"));
+        let w = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("write {i} failed: {e}"));
         indexes.push(w.log_index);
         match i {
             64 => assert_eq!(w.response.outcome.as_ref().unwrap_err().status(), 409),
-            65 => assert_eq!(w.response.outcome, results[7].as_ref().unwrap().response.outcome),
-            _ => assert!(w.response.outcome.is_ok(), "write {i}: {:?}", w.response.outcome),
+            65 => assert_eq!(
+                w.response.outcome,
+                results[7].as_ref().unwrap().response.outcome
+            ),
+            _ => assert!(
+                w.response.outcome.is_ok(),
+                "write {i}: {:?}",
+                w.response.outcome
+            ),
         }
     }
     indexes.sort_unstable();

@@ -708,24 +708,12 @@ fn a_batch_applies_all_or_nothing() {
 fn a_group_applies_each_member_on_its_own() {
     let mut m = Machine::new();
     let members = vec![
-        cmd(
-            1,
-            create(EntityKind::Consumer, json!({"username": "ann"})),
-        ),
+        cmd(1, create(EntityKind::Consumer, json!({"username": "ann"}))),
         // Refused (duplicate username): must not undo `ann` nor stop `bob`.
-        cmd(
-            2,
-            create(EntityKind::Consumer, json!({"username": "ann"})),
-        ),
-        cmd(
-            3,
-            create(EntityKind::Consumer, json!({"username": "bob"})),
-        ),
+        cmd(2, create(EntityKind::Consumer, json!({"username": "ann"}))),
+        cmd(3, create(EntityKind::Consumer, json!({"username": "bob"}))),
         // A retry of command 3 inside the same group answers command 3's outcome.
-        cmd(
-            3,
-            create(EntityKind::Consumer, json!({"username": "bob"})),
-        ),
+        cmd(3, create(EntityKind::Consumer, json!({"username": "bob"}))),
     ];
     let (outcomes, events) = m.execute_group(&members);
     assert_eq!(outcomes.len(), 4);
