@@ -23,7 +23,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tidegate_state::{decode_snapshot, encode_state, CodecError, ConfigState, StateError};
+use tidegate_state::{
+    decode_state, encode_state, CodecError, ConfigState, SnapshotError, StateError,
+};
 use uuid::Uuid;
 
 pub const CACHE_FILE: &str = "config.cache";
@@ -193,9 +195,10 @@ impl Cache {
     /// Stores `state` durably, keeping the version it replaces as `config.cache.prev`.
     pub fn store(&mut self, state: &ConfigState) -> Result<(), CacheError> {
         let path = self.path();
-        let bytes = encode_file(state);
-        check_size(&path, bytes.len() as u64, self.max_bytes)?;
-        write_atomic(&path, &bytes, Some(&self.previous_path()))
+        let body = encode_state(state);
+        let (header, sum) = frame(&body);
+        check_size(&path, file_len(&body), self.max_bytes)?;
+        write_atomic(&path, &[&header, &body, &sum], Some(&self.previous_path()))
     }
 
     /// Writes the cached config to `dest` in the same format, for provisioning another
@@ -236,7 +239,7 @@ impl Cache {
             }
             Err(e) if e.is_not_found() => {
                 let id = uuid::Builder::from_random_bytes(random()).into_uuid();
-                write_atomic(&path, format!("{id}\n").as_bytes(), None)?;
+                write_atomic(&path, &[format!("{id}\n").as_bytes()], None)?;
                 Ok(id)
             }
             Err(e) => Err(e),
@@ -250,14 +253,25 @@ pub fn encode_file(state: &ConfigState) -> Vec<u8> {
 }
 
 fn encode_body(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len() + CHECKSUM_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FILE_FORMAT.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(body);
-    let sum = Sha256::digest(&out);
-    out.extend_from_slice(&sum);
-    out
+    let (header, sum) = frame(body);
+    [&header[..], body, &sum].concat()
+}
+
+/// The header and checksum around `body`. Kept apart from it so that a store writes the
+/// body it encoded without copying it (at a million entities, a second 90 MB buffer).
+fn frame(body: &[u8]) -> ([u8; HEADER_LEN], [u8; CHECKSUM_LEN]) {
+    let mut header = [0u8; HEADER_LEN];
+    header[..MAGIC.len()].copy_from_slice(&MAGIC);
+    header[MAGIC.len()..MAGIC.len() + 2].copy_from_slice(&FILE_FORMAT.to_le_bytes());
+    header[MAGIC.len() + 2..].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    let mut h = Sha256::new();
+    h.update(header);
+    h.update(body);
+    (header, h.finalize().into())
+}
+
+fn file_len(body: &[u8]) -> u64 {
+    (HEADER_LEN + body.len() + CHECKSUM_LEN) as u64
 }
 
 /// Checks a file's framing and checksum, then rebuilds the state, which verifies the
@@ -294,8 +308,10 @@ pub fn decode_file(bytes: &[u8]) -> Result<ConfigState, Corruption> {
     if Sha256::digest(content).as_slice() != sum {
         return Err(Corruption::Checksum);
     }
-    let snapshot = decode_snapshot(&content[HEADER_LEN..]).map_err(Corruption::Decode)?;
-    ConfigState::from_snapshot(snapshot).map_err(Corruption::Hash)
+    decode_state(&content[HEADER_LEN..]).map_err(|e| match e {
+        SnapshotError::Codec(e) => Corruption::Decode(e),
+        SnapshotError::State(e) => Corruption::Hash(e),
+    })
 }
 
 /// Reads and verifies a cache-format file of at most `max_bytes`.
@@ -310,9 +326,10 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<ConfigState, CacheError>
 /// Writes `state` to `path` in the cache format, atomically (temp file, fsync, rename,
 /// fsync of the directory).
 pub fn write_file(path: &Path, state: &ConfigState, max_bytes: u64) -> Result<(), CacheError> {
-    let bytes = encode_file(state);
-    check_size(path, bytes.len() as u64, max_bytes)?;
-    write_atomic(path, &bytes, None)
+    let body = encode_state(state);
+    let (header, sum) = frame(&body);
+    check_size(path, file_len(&body), max_bytes)?;
+    write_atomic(path, &[&header, &body, &sum], None)
 }
 
 fn check_size(path: &Path, size: u64, limit: u64) -> Result<(), CacheError> {
@@ -345,15 +362,17 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` with `bytes` so that a crash at any instant leaves the old or the new
-/// complete file. With `previous`, the replaced file is kept there; it is linked rather
-/// than renamed away so that `path` exists at every instant (a missing cache would mean
-/// "start from declarative_config").
-fn write_atomic(path: &Path, bytes: &[u8], previous: Option<&Path>) -> Result<(), CacheError> {
+/// Replaces `path` with the concatenation of `parts` so that a crash at any instant
+/// leaves the old or the new complete file. With `previous`, the replaced file is kept
+/// there; it is linked rather than renamed away so that `path` exists at every instant
+/// (a missing cache would mean "start from declarative_config").
+fn write_atomic(path: &Path, parts: &[&[u8]], previous: Option<&Path>) -> Result<(), CacheError> {
     let tmp = sibling(path, ".tmp");
     let written = File::create(&tmp)
         .and_then(|mut f| {
-            f.write_all(bytes)?;
+            for part in parts {
+                f.write_all(part)?;
+            }
             f.sync_all()
         })
         .map_err(CacheError::io(&tmp, "write"));

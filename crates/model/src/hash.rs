@@ -28,9 +28,15 @@ const DIGEST_DOMAIN: &[u8] = b"tidegate/entity/v1\0";
 impl EntityDigest {
     pub fn of(entity: &Entity) -> Self {
         let body = postcard::to_stdvec(entity).expect("entities encode infallibly");
+        Self::of_encoded(&body)
+    }
+
+    /// The digest of an entity from its postcard encoding, for callers that hold the
+    /// bytes already (a DP rebuilding a state from a snapshot): `of` without encoding.
+    pub fn of_encoded(body: &[u8]) -> Self {
         let mut h = Sha256::new();
         h.update(DIGEST_DOMAIN);
-        h.update(&body);
+        h.update(body);
         let out = h.finalize();
         let mut first = [0u8; 16];
         first.copy_from_slice(&out[..16]);

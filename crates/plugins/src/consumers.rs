@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tidegate_model::entities::{BasicauthCredential, Consumer, KeyauthCredential};
@@ -94,6 +94,14 @@ impl Consumers {
             }
         }
         let mut out = Consumers::default();
+        // Sized from the counts: a million keys grown into their maps by doubling moved
+        // each entry several times, with the old and new tables of a shard held at once.
+        let consumers = state.count(EntityKind::Consumer);
+        out.by_id.reserve(consumers);
+        out.by_username.reserve(consumers);
+        out.keys.reserve(state.count(EntityKind::KeyauthCredential));
+        out.basic
+            .reserve(state.count(EntityKind::BasicauthCredential));
         for e in state.iter_kind(EntityKind::Consumer) {
             if let Entity::Consumer(c) = e {
                 let mut g = groups.remove(&c.id).unwrap_or_default();
@@ -251,11 +259,19 @@ impl Consumers {
 }
 
 fn consumer_info(c: &Consumer, groups: Vec<String>) -> ConsumerInfo {
+    // Most consumers are in no acl group: they share one empty list rather than each
+    // allocating its own (an `Arc` of nothing still allocates its counts).
+    static NO_GROUPS: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
+    let groups = if groups.is_empty() {
+        NO_GROUPS.get_or_init(|| Arc::from(Vec::new())).clone()
+    } else {
+        groups.into()
+    };
     ConsumerInfo {
         id: c.id,
         username: c.username.clone(),
         custom_id: c.custom_id.clone(),
-        groups: groups.into(),
+        groups,
     }
 }
 
@@ -288,9 +304,14 @@ fn basic_credential(b: &BasicauthCredential) -> Option<(String, BasicCredential)
 const SHARDS: usize = 1024;
 
 struct Sharded<K, V> {
-    shards: Vec<Arc<HashMap<K, V>>>,
+    shards: Vec<Arc<HashMap<K, V, Seeded>>>,
     len: usize,
 }
+
+/// The maps' hasher: foldhash, seeded per process so that keys chosen to collide in one
+/// process do not collide in another. A million keys go through it at every rebuild,
+/// where SipHash cost several percent of the whole build.
+type Seeded = foldhash::fast::RandomState;
 
 impl<K, V> Default for Sharded<K, V> {
     fn default() -> Self {
@@ -310,11 +331,10 @@ impl<K, V> Clone for Sharded<K, V> {
     }
 }
 
-/// A fixed hasher, so that a key's shard does not depend on the process.
+/// A fixed seed, so that a key's shard does not depend on the process.
 fn shard_of<Q: Hash + ?Sized>(k: &Q) -> usize {
-    let mut h = std::hash::DefaultHasher::new();
-    k.hash(&mut h);
-    (h.finish() % SHARDS as u64) as usize
+    let h = foldhash::fast::FixedState::with_seed(0x243f_6a88_85a3_08d3).hash_one(k);
+    (h % SHARDS as u64) as usize
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
@@ -334,6 +354,21 @@ impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
             self.len += 1;
         }
         old
+    }
+
+    /// Room for `n` keys in all, spread evenly (the shard of a key is a hash). The mean
+    /// per shard, no more: a margin could double a table that would have fit.
+    fn reserve(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
+        }
+        let per_shard = n.div_ceil(SHARDS);
+        for shard in &mut self.shards {
+            Arc::make_mut(shard).reserve(per_shard);
+        }
     }
 
     /// Inserts `k`, which must be absent: `None` (and nothing changed) when it is not.

@@ -74,13 +74,18 @@ fn encode_entity(e: &Entity) -> EntityBody {
 }
 
 fn decode_entity(body: &EntityBody) -> Result<Entity, CodecError> {
+    decode_entity_bytes(body.schema, &body.bytes)
+}
+
+/// Decodes `bytes`, the body of an entity of `schema`.
+fn decode_entity_bytes(schema: u16, bytes: &[u8]) -> Result<Entity, CodecError> {
     let (entity, rest) =
-        postcard::take_from_bytes::<Entity>(&body.bytes).map_err(|e| malformed("entity", e))?;
+        postcard::take_from_bytes::<Entity>(bytes).map_err(|e| malformed("entity", e))?;
     // Trailing bytes are a newer writer's appended fields; from our own schema (or an
     // older one) they can only mean corruption.
-    if body.schema <= ENTITY_SCHEMA && !rest.is_empty() {
+    if schema <= ENTITY_SCHEMA && !rest.is_empty() {
         return Err(CodecError::Trailing {
-            schema: body.schema,
+            schema,
             extra: rest.len(),
         });
     }
@@ -124,6 +129,11 @@ pub fn encode_snapshot(s: &Snapshot) -> Vec<u8> {
     .expect("snapshots encode infallibly")
 }
 
+/// Bytes reserved per entity when a whole state is encoded: above what most entities
+/// take (a consumer or a key-auth credential takes about 47 bytes, a service or a route
+/// about 86).
+const RESERVED_PER_ENTITY: usize = 96;
+
 /// The same bytes as `encode_snapshot(&state.snapshot())`, without copying the config:
 /// each entity is encoded straight from the state.
 pub fn encode_state(state: &crate::ConfigState) -> Vec<u8> {
@@ -131,9 +141,30 @@ pub fn encode_state(state: &crate::ConfigState) -> Vec<u8> {
     impl Serialize for Entities<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeSeq;
+            /// An [`EntityBody`] over bytes it borrows: postcard writes a `Vec<u8>` and a
+            /// byte slice alike (length, then the bytes).
+            #[derive(Serialize)]
+            struct BodyRef<'b> {
+                schema: u16,
+                bytes: Bytes<'b>,
+            }
+            struct Bytes<'b>(&'b [u8]);
+            impl Serialize for Bytes<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_bytes(self.0)
+                }
+            }
+            // One buffer for every entity: a fresh `Vec` each grew by reallocation, several
+            // allocations per entity and millions per store.
+            let mut scratch = Vec::new();
             let mut seq = s.serialize_seq(Some(self.0.len()))?;
             for e in self.0.iter() {
-                seq.serialize_element(&encode_entity(e))?;
+                scratch.clear();
+                scratch = postcard::to_extend(e, scratch).expect("entities encode infallibly");
+                seq.serialize_element(&BodyRef {
+                    schema: ENTITY_SCHEMA,
+                    bytes: Bytes(&scratch),
+                })?;
             }
             seq.end()
         }
@@ -146,13 +177,126 @@ pub fn encode_state(state: &crate::ConfigState) -> Vec<u8> {
         hash: u128,
         entities: Entities<'a>,
     }
-    postcard::to_stdvec(&StateWire {
-        format: SNAPSHOT_FORMAT,
-        version: state.version(),
-        hash: state.hash().0,
-        entities: Entities(state),
-    })
+    // Reserved at a generous size per entity rather than grown by doubling, which
+    // copied the whole buffer at each step; space reserved but never written costs
+    // address space, not memory.
+    let reserve = state.len().saturating_mul(RESERVED_PER_ENTITY);
+    postcard::to_extend(
+        &StateWire {
+            format: SNAPSHOT_FORMAT,
+            version: state.version(),
+            hash: state.hash().0,
+            entities: Entities(state),
+        },
+        Vec::with_capacity(reserve),
+    )
     .expect("snapshots encode infallibly")
+}
+
+/// Why snapshot bytes did not become a state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    State(#[from] crate::StateError),
+}
+
+/// An entity's bytes inside a snapshot, borrowed from the snapshot's bytes.
+#[derive(Deserialize)]
+struct EntityBodyRef<'a> {
+    schema: u16,
+    bytes: &'a [u8],
+}
+
+/// `decode_snapshot` followed by [`crate::ConfigState::from_snapshot`], with the same
+/// result and the same error for any input, without the two transient copies of the
+/// config in between (the entity bodies and the decoded entities): each entity goes into
+/// the state as soon as it is decoded, and its digest is taken from the bytes received.
+pub fn decode_state(bytes: &[u8]) -> Result<crate::ConfigState, SnapshotError> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// What the walk found besides the framing, in the order `decode_snapshot` and
+    /// `from_snapshot` would report it.
+    #[derive(Default)]
+    struct Walk {
+        format: u16,
+        version: u64,
+        hash: u128,
+        entity_error: Option<CodecError>,
+        builder: crate::state::Builder,
+    }
+
+    impl Walk {
+        fn entity(&mut self, body: EntityBodyRef<'_>) {
+            if self.format > SNAPSHOT_FORMAT || self.entity_error.is_some() {
+                return;
+            }
+            match decode_entity_bytes(body.schema, body.bytes) {
+                Ok(entity) => {
+                    // From a newer schema the bytes carry fields this build drops, and
+                    // hash differently from what it holds.
+                    let digest = if body.schema == ENTITY_SCHEMA {
+                        tidegate_model::hash::EntityDigest::of_encoded(body.bytes)
+                    } else {
+                        tidegate_model::hash::EntityDigest::of(&entity)
+                    };
+                    self.builder.push(entity, digest);
+                }
+                Err(e) => self.entity_error = Some(e),
+            }
+        }
+    }
+
+    struct Top<'w>(&'w mut Walk);
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a snapshot")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            use serde::de::Error;
+            let missing = || A::Error::custom("missing field");
+            self.0.format = seq.next_element()?.ok_or_else(missing)?;
+            self.0.version = seq.next_element()?.ok_or_else(missing)?;
+            self.0.hash = seq.next_element()?.ok_or_else(missing)?;
+            seq.next_element_seed(Entities(&mut *self.0))?
+                .ok_or_else(missing)
+        }
+    }
+
+    struct Entities<'w>(&'w mut Walk);
+    impl<'de> DeserializeSeed<'de> for Entities<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Entities<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("entity bodies")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(body) = seq.next_element::<EntityBodyRef<'de>>()? {
+                self.0.entity(body);
+            }
+            Ok(())
+        }
+    }
+
+    let mut walk = Walk::default();
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    serde::Deserializer::deserialize_tuple(&mut de, 4, Top(&mut walk))
+        .map_err(|e| malformed("snapshot", e))?;
+    if walk.format > SNAPSHOT_FORMAT {
+        return Err(CodecError::SnapshotTooNew(walk.format).into());
+    }
+    if let Some(e) = walk.entity_error {
+        return Err(e.into());
+    }
+    Ok(walk.builder.finish(walk.version, ConfigHash(walk.hash))?)
 }
 
 /// Decodes a snapshot. The hash is not checked here: [`crate::ConfigState::from_snapshot`]

@@ -26,8 +26,8 @@ mod shards;
 mod state;
 
 pub use codec::{
-    decode_event, decode_snapshot, encode_event, encode_snapshot, encode_state, CodecError,
-    ENTITY_SCHEMA, SNAPSHOT_FORMAT,
+    decode_event, decode_snapshot, decode_state, encode_event, encode_snapshot, encode_state,
+    CodecError, SnapshotError, ENTITY_SCHEMA, SNAPSHOT_FORMAT,
 };
 pub use command::{Command, EntityRef, Op, MAX_BATCH_OPS, MAX_GROUP_COMMANDS};
 pub use data_planes::{DataPlanes, DpReport, SentCounters, MAX_DATA_PLANES, MAX_REPORTS_PER_BATCH};

@@ -77,16 +77,44 @@ impl<K: Ord + Clone + ShardKey, V: Clone> ShardMap<K, V> {
         Arc::make_mut(slot).get_mut(k)
     }
 
-    /// The value at `k`, inserted as `V::default()` when absent.
-    pub(crate) fn get_or_default(&mut self, k: K) -> &mut V
-    where
-        V: Default,
-    {
+    /// Changes the value at `k` with `change`, or inserts `new()` when there is none, in
+    /// one search.
+    pub(crate) fn upsert(&mut self, k: K, new: impl FnOnce() -> V, change: impl FnOnce(&mut V)) {
+        use std::collections::btree_map::Entry;
         let shard = Arc::make_mut(self.shards.entry(k.shard()).or_default());
-        if !shard.contains_key(&k) {
-            self.len += 1;
+        match shard.entry(k) {
+            Entry::Occupied(mut o) => change(o.get_mut()),
+            Entry::Vacant(v) => {
+                v.insert(new());
+                self.len += 1;
+            }
         }
-        shard.entry(k).or_default()
+    }
+
+    /// Adds `entries`, all of shard `shard`, sorted by key and without duplicates. An
+    /// absent shard is built at once (full nodes, no search per entry).
+    pub(crate) fn extend_shard(&mut self, shard: u32, entries: Vec<(K, V)>) {
+        debug_assert!(entries.iter().all(|(k, _)| k.shard() == shard));
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        if entries.is_empty() {
+            return;
+        }
+        if self.shards.contains_key(&shard) {
+            for (k, v) in entries {
+                self.insert(k, v);
+            }
+            return;
+        }
+        self.len += entries.len();
+        self.shards
+            .insert(shard, Arc::new(entries.into_iter().collect()));
+    }
+
+    /// Every value, for changing them in place (copying the shards that are shared).
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.shards
+            .values_mut()
+            .flat_map(|s| Arc::make_mut(s).values_mut())
     }
 
     /// Entries in key order (when the shard function is monotone).
@@ -120,9 +148,9 @@ impl<K: PartialEq, V: PartialEq> PartialEq for ShardMap<K, V> {
     }
 }
 
-/// FNV-1a over `bytes`, folded into `bits` bits: a shard for keys that are only looked
-/// up, never iterated in order. Deterministic (no per-process seed).
-pub(crate) fn hashed(parts: &[&[u8]], bits: u32) -> u32 {
+/// FNV-1a over `parts` (each followed by a separator): a shard for keys that are only
+/// looked up, never iterated in order. Deterministic (no per-process seed).
+pub(crate) fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in *p {
@@ -132,6 +160,11 @@ pub(crate) fn hashed(parts: &[&[u8]], bits: u32) -> u32 {
         h ^= 0xff;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// `h` folded into `bits` bits.
+pub(crate) fn folded(h: u64, bits: u32) -> u32 {
     ((h >> 32) ^ h) as u32 & ((1 << bits) - 1)
 }
 
@@ -156,15 +189,18 @@ mod tests {
         assert_eq!(a.insert(7, 70), Some(7));
         assert_eq!(a.remove(&8), Some(8));
         assert_eq!(a.remove(&8), None);
-        *a.get_or_default(500) += 5;
+        assert_eq!(a.insert(500, 5), None);
+        a.upsert(500, || 0, |v| *v += 1);
+        a.upsert(501, || 1, |v| *v += 1);
         *a.get_mut(&9).unwrap() += 1;
         assert_eq!(b.get(&7), Some(&7));
         assert_eq!(b.get(&8), Some(&8));
         assert_eq!(b.get(&500), None);
         assert_eq!(a.get(&7), Some(&70));
         assert_eq!(a.get(&9), Some(&10));
-        assert_eq!(a.get(&500), Some(&5));
-        assert_eq!(a.len(), 200);
+        assert_eq!(a.get(&500), Some(&6));
+        assert_eq!(a.get(&501), Some(&1));
+        assert_eq!(a.len(), 201);
         let keys: Vec<u32> = a.iter().map(|(k, _)| *k).collect();
         let mut sorted = keys.clone();
         sorted.sort();
@@ -180,14 +216,36 @@ mod tests {
         for k in 0..16 {
             a.remove(&k);
         }
-        assert_eq!(a.len(), 185);
+        assert_eq!(a.len(), 186);
         assert!(a.get(&3).is_none());
+    }
+
+    #[test]
+    fn shards_built_from_sorted_entries_hold_what_inserts_would() {
+        let mut a: ShardMap<u32, u32> = ShardMap::default();
+        let mut b: ShardMap<u32, u32> = ShardMap::default();
+        for k in 0..100 {
+            a.insert(k, k);
+        }
+        for shard in 0..7 {
+            let keys = shard * 16..(shard * 16 + 16).min(100);
+            b.extend_shard(shard, keys.map(|k| (k, k)).collect());
+        }
+        b.extend_shard(9, Vec::new());
+        assert_eq!(a, b);
+        assert_eq!(b.len(), 100);
+        assert_eq!(b.shards_in(0, u32::MAX).count(), 7);
+        // Into a shard that exists, the entries are merged in.
+        a.remove(&3);
+        a.extend_shard(0, vec![(3, 30)]);
+        assert_eq!(a.get(&3), Some(&30));
+        assert_eq!(a.len(), 100);
     }
 
     #[test]
     fn hashed_shards_stay_in_range() {
         for i in 0..1000u32 {
-            assert!(hashed(&[&i.to_le_bytes(), b"x"], 12) < 4096);
+            assert!(folded(fnv(&[&i.to_le_bytes(), b"x"]), 12) < 4096);
         }
     }
 }

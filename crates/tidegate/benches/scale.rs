@@ -1,7 +1,10 @@
 //! Scale: what a real DP process costs and how fast it serves as the config grows.
 //!
 //! Run: `cargo bench -p tidegate --bench scale [-- --sizes 10k,100k,1m --cold-routes 100k]`
-//!      (`--rows entities,consumers` picks the rows, `--cold-reps N` the cold starts)
+//!      (`--rows entities,consumers` picks the rows, `--cold-reps N` the cold starts;
+//!      `--cold-reps 0` skips the cold-start config altogether; `SCALE_DP_BIN=path` and
+//!      `SCALE_CP_BIN=path` run the DPs or CPs from another tidegate binary, e.g. to
+//!      compare two builds of the DP against one CP)
 //!      `cargo bench -p tidegate --bench scale -- --smoke`   (tiny sizes, seconds)
 //!
 //! For each size N, two rows, each with a fresh CP process and a fresh DP process:
@@ -254,7 +257,8 @@ fn start_cp(dir: &Path, certs: &Certs) -> Cp {
     let cluster = format!("127.0.0.1:{}", free_port());
     let raft = format!("127.0.0.1:{}", free_port());
     let log = dir.join("cp.log");
-    let child = Command::new(support::binary())
+    let binary = std::env::var("SCALE_CP_BIN").unwrap_or_else(|_| support::binary().into());
+    let child = Command::new(binary)
         .args(["start", "-p"])
         .arg(dir.join("cp"))
         .env("TIDEGATE_ROLE", "control_plane")
@@ -351,7 +355,9 @@ fn start_dp(dir: &Path, prefix: &Path, certs: &Certs, cp_cluster: &str, n: usize
     let proxy = format!("127.0.0.1:{}", free_port());
     let status = format!("127.0.0.1:{}", free_port());
     let log = dir.join(format!("dp-{n}.log"));
-    let child = Command::new(support::binary())
+    // Another build's DP against this build's CP, to compare two DPs on one machine.
+    let binary = std::env::var("SCALE_DP_BIN").unwrap_or_else(|_| support::binary().into());
+    let child = Command::new(binary)
         .args(["start", "-p"])
         .arg(prefix)
         .env("TIDEGATE_ROLE", "data_plane")
@@ -707,15 +713,20 @@ fn main() {
         }
     }
     let n = opts.cold_routes;
-    let (row, cp, dp) = run_row(Kind::Routes, n, root.path(), &certs, &origin);
-    rows.push(row);
-    cp.proc.stop();
+    let mut colds = Vec::new();
+    // The cold-start row costs a CP import of its own: skipped when no rep is asked for,
+    // so that one row can be measured alone.
+    let mut dp = None;
+    if opts.cold_reps > 0 {
+        let (row, cp, started) = run_row(Kind::Routes, n, root.path(), &certs, &origin);
+        rows.push(row);
+        cp.proc.stop();
+        dp = Some(started);
+    }
     let dir = root.path().join(format!(
         "{}-{n}",
         Kind::Routes.label(n).replace([' ', '(', ')', '+'], "_")
     ));
-    let mut colds = Vec::new();
-    let mut dp = Some(dp);
     for rep in 0..opts.cold_reps {
         let (ready, first, peak) = cold_start(dp.take(), &dir, &certs, n);
         println!(
@@ -750,7 +761,9 @@ fn main() {
         );
     }
     colds.sort_by_key(|c| c.1);
-    let (ready, first, peak) = colds[colds.len() / 2];
+    let Some(&(ready, first, peak)) = colds.get(colds.len() / 2) else {
+        return;
+    };
     println!(
         "\ncold start, {} from the cache, median of {}: process start → /status/ready {}, → first proxied request {}, peak RSS {}",
         Kind::Routes.label(n),

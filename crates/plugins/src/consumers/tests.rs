@@ -188,3 +188,11 @@ fn the_carried_index_is_the_rebuilt_index_after_every_change() {
         );
     }
 }
+
+/// Keys spread over the shards: a change then copies a small shard, not most of the index.
+#[test]
+fn keys_spread_over_the_shards() {
+    let spread: std::collections::BTreeSet<usize> =
+        (0..1000).map(|i| shard_of(&format!("key-{i}"))).collect();
+    assert!(spread.len() > 400, "{}", spread.len());
+}

@@ -1,7 +1,7 @@
 use super::*;
 
 use serde_json::json;
-use tidegate_model::{Ctx, Fixed, NoLookup};
+use tidegate_model::{Ctx, Fixed, Lookup, NoLookup};
 
 use crate::command::{Command, EntityRef, Op};
 use crate::machine::Machine;
@@ -185,4 +185,199 @@ fn garbage_is_an_error_not_a_panic() {
     });
     snap[0] = 9; // format 9
     assert_eq!(decode_snapshot(&snap), Err(CodecError::SnapshotTooNew(9)));
+}
+
+/// The old two-step path, the reference `decode_state` must agree with.
+fn reference(bytes: &[u8]) -> Result<ConfigState, SnapshotError> {
+    Ok(ConfigState::from_snapshot(decode_snapshot(bytes)?)?)
+}
+
+/// A snapshot's bytes built from its parts, so that a test can put anything in them.
+fn wire(format: u16, version: u64, hash: ConfigHash, bodies: Vec<EntityBody>) -> Vec<u8> {
+    postcard::to_stdvec(&SnapshotWire {
+        format,
+        version,
+        hash: hash.0,
+        entities: bodies,
+    })
+    .unwrap()
+}
+
+#[test]
+fn decoding_into_a_state_agrees_with_decoding_then_rebuilding() {
+    let (m, cmds) = golden_machine();
+    // Before the final delete, the config still holds a consumer with credentials.
+    let mut before = Machine::new();
+    for c in &cmds[..cmds.len() - 1] {
+        before.execute(c).0.unwrap();
+    }
+    let snap = before.config.snapshot();
+    let bodies = || snap.entities.iter().map(encode_entity).collect::<Vec<_>>();
+    let ok = encode_snapshot(&snap);
+    let state = decode_state(&ok).unwrap();
+    assert_eq!(state, before.config);
+    assert_eq!(state.version(), snap.version);
+    for (kind, id) in before.config.iter().map(|e| (e.kind(), e.id())) {
+        assert_eq!(
+            state.children_of(kind, id).collect::<Vec<_>>(),
+            before.config.children_of(kind, id).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(
+        state.find_by_key(EntityKind::Consumer, "alice"),
+        before.config.find_by_key(EntityKind::Consumer, "alice")
+    );
+    assert_eq!(
+        decode_state(&encode_snapshot(&m.config.snapshot())).unwrap(),
+        m.config
+    );
+
+    // Out of order: the same state.
+    let mut reversed = bodies();
+    reversed.reverse();
+    let reversed = wire(SNAPSHOT_FORMAT, snap.version, snap.hash, reversed);
+    assert_eq!(decode_state(&reversed).unwrap(), before.config);
+
+    // A decodable encoding that is not the canonical one (an overlong varint): its bytes
+    // hash differently from the entity, and the snapshot is judged on the entity, as
+    // before.
+    let mut bent = bodies();
+    let first = &snap.entities[0];
+    let canonical = postcard::to_stdvec(first).unwrap();
+    let mut overlong = None;
+    for at in 1..canonical.len() {
+        // A one-byte varint `v` also reads as `v | 0x80, 0x00`.
+        if canonical[at] < 0x80 {
+            let mut b = canonical.clone();
+            b[at] |= 0x80;
+            b.insert(at + 1, 0);
+            if postcard::from_bytes::<Entity>(&b).ok().as_ref() == Some(first) {
+                overlong = Some(b);
+                break;
+            }
+        }
+    }
+    bent[0].bytes = overlong.expect("some varint of the entity can be made overlong");
+    let bent = wire(SNAPSHOT_FORMAT, snap.version, snap.hash, bent);
+    assert_eq!(decode_state(&bent).unwrap(), before.config);
+    assert_eq!(reference(&bent).unwrap(), before.config);
+
+    // Every failure is the one the two-step path reports, in the same precedence.
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    let wrong = ConfigHash(snap.hash.0 ^ 1);
+    cases.push(wire(SNAPSHOT_FORMAT, 1, wrong, bodies()));
+    let mut dup = bodies();
+    dup.insert(1, encode_entity(&snap.entities[0]));
+    cases.push(wire(SNAPSHOT_FORMAT, 1, snap.hash, dup));
+    let mut dup_then_garbage = bodies();
+    dup_then_garbage.insert(1, encode_entity(&snap.entities[0]));
+    dup_then_garbage.push(EntityBody {
+        schema: ENTITY_SCHEMA,
+        bytes: vec![0xff; 3],
+    });
+    cases.push(wire(SNAPSHOT_FORMAT, 1, snap.hash, dup_then_garbage));
+    let mut trailing = bodies();
+    trailing[2].bytes.push(0);
+    cases.push(wire(SNAPSHOT_FORMAT, 1, snap.hash, trailing));
+    let mut newer = bodies();
+    newer[1].bytes = vec![0xff];
+    cases.push(wire(SNAPSHOT_FORMAT + 1, 1, snap.hash, newer));
+    cases.push(ok[..ok.len() - 3].to_vec());
+    cases.push(vec![]);
+    for (i, case) in cases.iter().enumerate() {
+        let got = decode_state(case).expect_err(&format!("case {i} accepted"));
+        assert_eq!(Err(got), reference(case), "case {i}");
+    }
+}
+
+/// The indexes a snapshot's state is built with are those of applying its entities one
+/// at a time: a unique key held twice ends with the later entity, a parent with several
+/// children lists them all, whether the snapshot is in order or not.
+#[test]
+fn indexes_built_from_a_snapshot_are_those_of_applying_it_entity_by_entity() {
+    use tidegate_model::entities::{Consumer, KeyauthCredential};
+    use tidegate_model::entity::Fk;
+
+    let consumer = |id: u128, username: &str| {
+        Entity::Consumer(Box::new(Consumer {
+            id: Uuid::from_u128(id),
+            created_at: 1,
+            updated_at: 1,
+            username: Some(username.into()),
+            custom_id: None,
+            tags: None,
+        }))
+    };
+    let key = |id: u128, consumer: u128, key: &str| {
+        Entity::KeyauthCredential(Box::new(KeyauthCredential {
+            id: Uuid::from_u128(id),
+            created_at: 1,
+            consumer: Some(Fk {
+                id: Uuid::from_u128(consumer),
+            }),
+            key: key.into(),
+            ttl: None,
+            tags: None,
+        }))
+    };
+    // Ids spread over shards (their leading bits) and within one.
+    let ids = |n: u128| (n << 120) | n;
+    let ordered = vec![
+        consumer(ids(1), "dup"),
+        consumer(ids(2), "dup"),
+        consumer(ids(3), "solo"),
+        consumer(ids(3) + 1, "next-door"),
+        key(ids(4), ids(1), "k"),
+        key(ids(5), ids(1), "k2"),
+        key(ids(6), ids(3), "k"),
+    ];
+    let mut shuffled = ordered.clone();
+    shuffled.swap(0, 1);
+    shuffled.swap(4, 6);
+    for entities in [ordered, shuffled] {
+        let mut one_by_one = ConfigState::new();
+        for (i, e) in entities.iter().enumerate() {
+            one_by_one
+                .apply(&crate::Event {
+                    version: i as u64 + 1,
+                    change: crate::Change::Put(e.clone()),
+                })
+                .unwrap();
+        }
+        let snap = crate::Snapshot {
+            version: entities.len() as u64,
+            hash: ConfigHash::of(&entities),
+            entities: entities.clone(),
+        };
+        let built = decode_state(&encode_snapshot(&snap)).unwrap();
+        assert_eq!(built, one_by_one);
+        for (kind, k) in [
+            (EntityKind::Consumer, "dup"),
+            (EntityKind::Consumer, "solo"),
+            (EntityKind::Consumer, "next-door"),
+            (EntityKind::KeyauthCredential, "k"),
+            (EntityKind::KeyauthCredential, "k2"),
+        ] {
+            assert_eq!(
+                built.find_by_key(kind, k),
+                one_by_one.find_by_key(kind, k),
+                "{k}"
+            );
+            assert!(built.find_by_key(kind, k).is_some(), "{k}");
+        }
+        for e in &entities {
+            let (kind, id) = (e.kind(), e.id());
+            let children: Vec<_> = built.children_of(kind, id).collect();
+            assert_eq!(
+                children,
+                one_by_one.children_of(kind, id).collect::<Vec<_>>()
+            );
+        }
+        assert_eq!(
+            built
+                .children_of(EntityKind::Consumer, Uuid::from_u128(ids(1)))
+                .count(),
+            2
+        );
+    }
 }
