@@ -14,7 +14,10 @@ const LONG: Duration = Duration::from_secs(60);
 /// A `traditional` node in `dir`, once its Admin API answers.
 fn traditional(dir: &std::path::Path) -> Node {
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let node = Node::spawn(1, dir.join("t"), Vec::new(), admin, String::new());
+    // On one thread, as the proxy bench runs it: the swaps-under-load test then covers
+    // the current-thread runtime with admin writes and proxying on the same thread.
+    let env = vec![("TIDEGATE_WORKER_THREADS".to_string(), "1".to_string())];
+    let node = Node::spawn(1, dir.join("t"), env, admin, String::new());
     wait_for("the Admin API", LONG, || {
         node.get("/status").filter(|r| r.status == 200)
     });

@@ -473,6 +473,11 @@ impl Cluster {
             pair("TIDEGATE_CLUSTER_CERT_KEY", self.cluster_cert.1.display()),
             pair("TIDEGATE_LOG_LEVEL", "info"),
         ];
+        // Odd DPs run on one thread (a current-thread runtime), even ones on `auto`, so
+        // that every hybrid test covers both runtimes.
+        if n % 2 == 1 {
+            vars.push(pair("TIDEGATE_WORKER_THREADS", "1"));
+        }
         for (k, v) in env {
             vars.retain(|(key, _)| key != k);
             vars.push(pair(k, v));

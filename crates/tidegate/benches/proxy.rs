@@ -204,11 +204,11 @@ fn start_tidegate(dir: &Path, origin: &str) -> Tidegate {
     let admin = format!("127.0.0.1:{}", free_port());
     let proxy = format!("127.0.0.1:{}", free_port());
     let mut cmd = on_core(SERVER_CORE, support::binary());
-    // tidegate has no setting for its worker count; tokio reads this variable, and on
-    // one allowed core it would start one worker anyway.
+    // One worker, as nginx's one worker process and HAProxy's one thread (on one allowed
+    // core `auto` would choose one as well).
     cmd.args(["start", "-p"])
         .arg(dir.join("tidegate"))
-        .env("TOKIO_WORKER_THREADS", "1")
+        .env("TIDEGATE_WORKER_THREADS", "1")
         .env("TIDEGATE_ADMIN_LISTEN", &admin)
         .env("TIDEGATE_PROXY_LISTEN", &proxy)
         .env("TIDEGATE_ADMIN_GUI_LISTEN", "off")
@@ -1206,7 +1206,7 @@ fn main() {
         first_line("wrk", &["--version"])
     );
     println!(
-        "tidegate threads (TOKIO_WORKER_THREADS=1; tokio's blocking pool has the same name as its one worker): {}\nproxies and origin on core {SERVER_CORE}, load on core {LOAD_CORE}",
+        "tidegate threads (worker_threads = 1, a current-thread runtime; tokio's blocking pool threads are named tokio-rt-worker): {}\nproxies and origin on core {SERVER_CORE}, load on core {LOAD_CORE}",
         threads(w.tidegate.proc.pid())
     );
     println!(

@@ -14,6 +14,8 @@ pub const DEFAULT_ADMIN_GUI_LISTEN: &str = "127.0.0.1:8002";
 pub const DEFAULT_RAFT_LISTEN: &str = "0.0.0.0:8007";
 pub const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8005";
 pub const DEFAULT_PROXY_LISTEN: &str = "0.0.0.0:8000, 0.0.0.0:8443 ssl";
+/// More threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
 /// A settings file is small; anything larger is a mistake.
 const MAX_CONF_BYTES: u64 = 1 << 20;
 
@@ -41,6 +43,7 @@ const KEYS: &[(&str, &str)] = &[
     ("real_ip_recursive", "off"),
     ("plugins", "bundled"),
     ("log_level", "notice"),
+    ("worker_threads", "auto"),
     ("raft_node_id", "1"),
     ("raft_listen", DEFAULT_RAFT_LISTEN),
     ("raft_advertise", ""),
@@ -75,6 +78,9 @@ pub struct Settings {
     /// None when `off`. A DP serves none.
     pub admin_gui_listen: Option<SocketAddr>,
     pub log_level: String,
+    /// `worker_threads` (as Kong's `nginx_worker_processes`): None for `auto`, one per
+    /// core the process may run on.
+    pub worker_threads: Option<usize>,
     pub raft_node_id: u64,
     pub raft_listen: SocketAddr,
     /// The address peers dial; defaults to `raft_listen`.
@@ -357,6 +363,16 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
             .parse::<u64>()
             .map_err(|_| anyhow!("{key} = '{}' must be a non-negative integer", values[key]))
     };
+    let worker_threads = match values["worker_threads"].as_str() {
+        "auto" => None,
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=MAX_WORKER_THREADS).contains(&n) => Some(n),
+            _ => bail!(
+                "worker_threads = '{n}' must be auto or a number of threads from 1 to \
+                 {MAX_WORKER_THREADS}"
+            ),
+        },
+    };
     let max_payload = number("cluster_max_payload")?;
     if !(4096..=(1 << 30)).contains(&max_payload) {
         bail!("cluster_max_payload = {max_payload} must be between 4096 and 1073741824 bytes");
@@ -430,6 +446,7 @@ fn validate(values: &BTreeMap<String, String>) -> anyhow::Result<Settings> {
         admin_listen: addr(values, "admin_listen")?,
         admin_gui_listen,
         log_level,
+        worker_threads,
         raft_node_id,
         raft_listen,
         raft_advertise,
@@ -457,6 +474,19 @@ mod tests {
         assert_eq!(s.admin_listen.to_string(), "127.0.0.1:8001");
         assert_eq!(s.admin_gui_listen.unwrap().to_string(), "127.0.0.1:8002");
         assert!(s.raft_peers.is_empty());
+    }
+
+    #[test]
+    fn worker_threads_are_auto_or_a_bounded_count() {
+        let threads = |v: &str| load(None, None, env(&[("TIDEGATE_WORKER_THREADS", v)]));
+        assert_eq!(load(None, None, env(&[])).unwrap().worker_threads, None);
+        assert_eq!(threads("auto").unwrap().worker_threads, None);
+        assert_eq!(threads("1").unwrap().worker_threads, Some(1));
+        assert_eq!(threads("16").unwrap().worker_threads, Some(16));
+        for bad in ["0", "-1", "two", "1025"] {
+            let e = threads(bad).unwrap_err().to_string();
+            assert!(e.contains("worker_threads"), "{bad}: {e}");
+        }
     }
 
     #[test]
