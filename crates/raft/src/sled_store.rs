@@ -5,7 +5,8 @@
 //! (tree `snapshot`). The state machine itself is the in-memory core of [`crate::sm`]: the
 //! config lives in memory on every node anyway, so writing it to sled entry by entry would
 //! only double the IO. A restart loads the latest snapshot and openraft re-applies the
-//! committed entries after it (hence `save_committed` is durable too).
+//! committed entries after it, as far as the stored committed id reaches (the rest once
+//! the group commits again).
 //!
 //! Every write that openraft relies on is durable before it is acknowledged: `append`
 //! before calling the `LogFlushed` callback, `save_vote`, `truncate` and `purge` before
