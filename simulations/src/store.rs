@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tidegate_dp::{ConfigStore, StoreFuture};
+use tidegate_dp::{ConfigStore, Delta, StoreFuture};
 use tidegate_state::ConfigState;
 
 /// A DP's config cache: a store is durable after `fsync` of simulated time.
@@ -37,7 +37,9 @@ impl DpDisk {
 }
 
 impl ConfigStore for DpDisk {
-    fn store(&self, state: Arc<ConfigState>) -> StoreFuture {
+    /// Whole or as a journal append, the outcome is the same: `state` is durable after
+    /// `fsync`, or the old one stays.
+    fn store(&self, state: Arc<ConfigState>, _delta: Delta) -> StoreFuture {
         let durable = self.durable.clone();
         let fsync = self.fsync;
         Box::pin(async move {

@@ -1,6 +1,7 @@
 //! The DP's config cache in `prefix`: what it serves when it starts with no CP in reach.
 //!
-//! One file, `config.cache`, also the portable format of `tidegate config export-cache`:
+//! `config.cache` holds a whole config, in the portable format of
+//! `tidegate config export-cache`:
 //!
 //! ```text
 //!  magic "TIDEGCFG" (8) │ format u16 LE │ body length u64 LE │ body │ sha256 of all before (32)
@@ -15,6 +16,11 @@
 //! `.prev` exists: removing the cache is how an operator makes a DP start from
 //! `declarative_config`, as in Kong.
 //!
+//! Changes from the CP go to `config.journal` (see [`journal`]) as the Events that made
+//! them, appended and synced; a load replays them over `config.cache`. The cache is
+//! rewritten whole, and the journal restarted over it, for a snapshot, when the journal
+//! is full, and at the first change after the process started.
+//!
 //! One writer per prefix: [`Cache::store`] takes `&mut self` and the temp names are fixed.
 
 use std::ffi::OsString;
@@ -27,6 +33,11 @@ use tidegate_state::{
     decode_state, encode_state, CodecError, ConfigState, SnapshotError, StateError,
 };
 use uuid::Uuid;
+
+use journal::{Appended, Journal};
+pub use journal::{Point, Replay, JOURNAL_FILE};
+
+mod journal;
 
 pub const CACHE_FILE: &str = "config.cache";
 pub const PREVIOUS_FILE: &str = "config.cache.prev";
@@ -112,6 +123,8 @@ pub struct Loaded {
     pub from: CacheFile,
     /// Why `config.cache` was passed over, when it was.
     pub skipped: Option<CacheError>,
+    /// What the journal added to `config.cache` (nothing to `config.cache.prev`).
+    pub journal: Replay,
 }
 
 /// The cache files in one `prefix`.
@@ -119,6 +132,8 @@ pub struct Loaded {
 pub struct Cache {
     prefix: PathBuf,
     max_bytes: u64,
+    /// Open for appends since the last whole store of this process.
+    journal: Option<Journal>,
 }
 
 // === impl Cache ===
@@ -130,6 +145,7 @@ impl Cache {
         Ok(Cache {
             prefix: prefix.to_path_buf(),
             max_bytes: DEFAULT_MAX_BYTES,
+            journal: None,
         })
     }
 
@@ -152,6 +168,10 @@ impl Cache {
         self.prefix.join(PREVIOUS_FILE)
     }
 
+    fn journal_path(&self) -> PathBuf {
+        self.prefix.join(JOURNAL_FILE)
+    }
+
     /// The cached config, verified; `None` when there is no `config.cache`. Falls back
     /// to the previous version (with a warning) when the current file is unusable, and
     /// fails only when neither is usable.
@@ -159,6 +179,13 @@ impl Cache {
         let Some(loaded) = self.load_detailed()? else {
             return Ok(None);
         };
+        if let Some(why) = &loaded.journal.refused {
+            tracing::warn!(
+                error = %why,
+                version = loaded.state.version(),
+                "config journal record refused, starting from the config before it"
+            );
+        }
         if let Some(e) = &loaded.skipped {
             tracing::warn!(
                 error = %e,
@@ -172,12 +199,14 @@ impl Cache {
     /// [`Self::load`], saying which file was used and why the current one was not.
     pub fn load_detailed(&self) -> Result<Option<Loaded>, CacheError> {
         let current = match read_file(&self.path(), self.max_bytes) {
-            Ok(state) => {
+            Ok(mut state) => {
+                let journal = journal::replay(&self.journal_path(), &mut state)?;
                 return Ok(Some(Loaded {
                     state,
                     from: CacheFile::Current,
                     skipped: None,
-                }))
+                    journal,
+                }));
             }
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => e,
@@ -187,18 +216,59 @@ impl Cache {
                 state,
                 from: CacheFile::Previous,
                 skipped: Some(current),
+                journal: Replay::default(),
             })),
             Err(_) => Err(current),
         }
     }
 
-    /// Stores `state` durably, keeping the version it replaces as `config.cache.prev`.
+    /// Stores `state` whole and durably, keeping the version it replaces as
+    /// `config.cache.prev`, and starts a new journal over it.
     pub fn store(&mut self, state: &ConfigState) -> Result<(), CacheError> {
+        self.journal = None;
         let path = self.path();
+        let journal_path = self.journal_path();
+        let base = Point::of(state);
         let body = encode_state(state);
         let (header, sum) = frame(&body);
-        check_size(&path, file_len(&body), self.max_bytes)?;
-        write_atomic(&path, &[&header, &body, &sum], Some(&self.previous_path()))
+        let len = file_len(&body);
+        check_size(&path, len, self.max_bytes)?;
+        // The old journal stops counting once the new cache is in place: its header
+        // names another config. Unless it names this very one (a snapshot equal to the
+        // old cache, after a CP restore): its records would then replay over the new
+        // cache, so it is voided first. A crash in between loads the old cache, which
+        // is this config.
+        if journal::base_of(&journal_path)? == Some(base) {
+            journal::invalidate(&journal_path)?;
+        }
+        write_atomic(&path, &[&header, &body, &sum], Some(&self.previous_path()))?;
+        drop(body);
+        self.journal = Some(Journal::reset(&journal_path, base, len)?);
+        Ok(())
+    }
+
+    /// Stores `state`, reached by `events` (encoded, in order) from the config at `from`:
+    /// one append to the journal when it continues from `from` and has room, else a
+    /// whole [`Self::store`].
+    pub fn append(
+        &mut self,
+        state: &ConfigState,
+        from: Point,
+        events: &[Vec<u8>],
+    ) -> Result<(), CacheError> {
+        if let Some(journal) = self.journal.as_mut().filter(|j| j.tail() == from) {
+            match journal.append(Point::of(state), events) {
+                Ok(Appended::Durable) => return Ok(()),
+                Ok(Appended::Full) => {}
+                Err(e) => {
+                    // Whatever half a record reached the disk fails its checksum; the
+                    // next store starts over whole.
+                    self.journal = None;
+                    return Err(e);
+                }
+            }
+        }
+        self.store(state)
     }
 
     /// Writes the cached config to `dest` in the same format, for provisioning another

@@ -8,7 +8,8 @@
 //!  CP ◀══ Cluster::Sync (Hello, Status, SnapshotRequest) ══ DpSync::run ──watch──▶ proxy
 //!     ══ (Ack | Rejected, Snapshot, Events) ══════════════▶   │ apply off to the side
 //!                                                             ▼
-//!                               Cache::store (temp, fsync, rename, fsync dir), then swap
+//!       Cache::append (the Events to config.journal, fdatasync) or Cache::store (whole
+//!       config: temp, fsync, rename, fsync dir; new journal), then swap
 //! ```
 
 pub mod cache;
@@ -19,9 +20,10 @@ pub mod sync;
 
 pub use cache::{
     decode_file, encode_file, read_file, write_file, Cache, CacheError, CacheFile, Corruption,
-    Loaded, CACHE_FILE, DEFAULT_MAX_BYTES, FILE_FORMAT, MAGIC, NODE_ID_FILE, PREVIOUS_FILE,
+    Loaded, Point, Replay, CACHE_FILE, DEFAULT_MAX_BYTES, FILE_FORMAT, JOURNAL_FILE, MAGIC,
+    NODE_ID_FILE, PREVIOUS_FILE,
 };
-pub use store::{ConfigStore, DiskStore, StoreFuture};
+pub use store::{ConfigStore, Delta, DiskStore, StoreFuture};
 pub use sync::{
     plaintext_connect, Backoff, Connect, Current, DpSync, HelloInfo, SyncSettings, SyncStatus,
 };

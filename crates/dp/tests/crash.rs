@@ -7,6 +7,10 @@
 //! once a complete new file exists (fsync, link, rename), once it is in place (directory
 //! fsync). Then it checks what a restarted DP would load.
 //!
+//! A second writer appends each change to the journal instead (`journal_writer_child`),
+//! with a whole store whenever the journal fills; the parent kills it after a varying
+//! number of reported changes, so kills land in appends, syncs and rewrites alike.
+//!
 //! Limit: a window of microseconds (between two syscalls) is rarely hit by a kill; the
 //! ordering that makes those safe is argued in `cache.rs`.
 #![cfg(unix)]
@@ -20,20 +24,22 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::json;
-use tidegate_dp::{encode_file, Cache, CacheFile, CACHE_FILE};
+use tidegate_dp::{encode_file, Cache, CacheFile, Point, CACHE_FILE};
 use tidegate_model::{EntityKind, Fixed};
-use tidegate_state::{Command, ConfigState, Machine, Op, RequestLog};
+use tidegate_state::{encode_event, Command, ConfigState, Machine, Op, RequestLog};
 use uuid::Uuid;
 
 const WRITER_ENV: &str = "TIDEGATE_TEST_CACHE_WRITER";
+const JOURNAL_WRITER_ENV: &str = "TIDEGATE_TEST_JOURNAL_WRITER";
 /// Services added per store: each store writes a bigger file than the last.
 const PER_STORE: u64 = 150;
 /// A bound in case the parent never kills the writer.
 const MAX_STORES: u64 = 2_000;
 const KILLS: u64 = 24;
 
-/// Adds services `svc-{v}` for the next PER_STORE versions v, in one Command.
-fn grow(m: &mut Machine) {
+/// Adds services `svc-{v}` for the next PER_STORE versions v, in one Command; returns
+/// its Events, encoded.
+fn grow(m: &mut Machine) -> Vec<Vec<u8>> {
     let from = m.config.version();
     let ops = (from + 1..=from + PER_STORE)
         .map(|v| Op::Create {
@@ -51,8 +57,18 @@ fn grow(m: &mut Machine) {
         },
         op: Op::Batch { ops },
     };
-    m.execute(&c).0.expect("valid batch");
+    let (outcome, events) = m.execute(&c);
+    outcome.expect("valid batch");
     assert_eq!(m.config.version(), from + PER_STORE);
+    events.iter().map(encode_event).collect()
+}
+
+fn resume(cache: &Cache) -> Machine {
+    Machine {
+        config: cache.load().unwrap().unwrap_or_default(),
+        requests: RequestLog::default(),
+        data_planes: Default::default(),
+    }
 }
 
 /// The writer's side; a no-op when the test harness runs it normally.
@@ -62,11 +78,7 @@ fn writer_child() {
         return;
     };
     let mut cache = Cache::open(Path::new(&prefix)).unwrap();
-    let mut m = Machine {
-        config: cache.load().unwrap().unwrap_or_default(),
-        requests: RequestLog::default(),
-        data_planes: Default::default(),
-    };
+    let mut m = resume(&cache);
     let mut out = std::io::stdout();
     let mut say = |line: String| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
     let mut go = std::io::stdin().lock().lines();
@@ -84,6 +96,28 @@ fn writer_child() {
         }
         cache.store(&m.config).unwrap();
         if !say(format!("@stored {}", m.config.version())) {
+            return;
+        }
+    }
+}
+
+/// The journal writer: appends change after change, without waiting, until killed.
+#[test]
+fn journal_writer_child() {
+    let Some(prefix) = std::env::var_os(JOURNAL_WRITER_ENV) else {
+        return;
+    };
+    let mut cache = Cache::open(Path::new(&prefix)).unwrap();
+    let mut m = resume(&cache);
+    let mut out = std::io::stdout();
+    for _ in 0..MAX_STORES {
+        let from = Point::of(&m.config);
+        let events = grow(&mut m);
+        cache.append(&m.config, from, &events).unwrap();
+        if writeln!(out, "@stored {}", m.config.version())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             return;
         }
     }
@@ -165,7 +199,7 @@ fn report<'a>(line: &'a str, what: &str) -> Option<&'a str> {
 
 #[test]
 fn a_kill_at_any_moment_leaves_a_complete_config() {
-    if std::env::var_os(WRITER_ENV).is_some() {
+    if std::env::var_os(WRITER_ENV).is_some() || std::env::var_os(JOURNAL_WRITER_ENV).is_some() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -280,4 +314,67 @@ fn a_kill_at_any_moment_leaves_a_complete_config() {
         "only reached version {durable}"
     );
     assert!(loaded_versions.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn a_kill_during_journal_appends_leaves_a_complete_config() {
+    if std::env::var_os(WRITER_ENV).is_some() || std::env::var_os(JOURNAL_WRITER_ENV).is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    let exe = std::env::current_exe().unwrap();
+    let mut durable = 0;
+    let mut replayed = 0;
+    for round in 0..KILLS {
+        let mut child = Process::new(&exe)
+            .args([
+                "journal_writer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(JOURNAL_WRITER_ENV, &prefix)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // 1..=7 changes reported, then a kill while the writer is into the next one.
+        let wanted = 1 + round % 7;
+        let mut seen = 0;
+        while seen < wanted {
+            let line = lines
+                .next()
+                .expect("the writer exited before it was killed")
+                .unwrap();
+            if let Some(v) = report(&line, "stored ") {
+                durable = v.parse().unwrap();
+                seen += 1;
+            }
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "round {round}: {status}");
+
+        let loaded = Cache::open(&prefix)
+            .unwrap()
+            .load_detailed()
+            .unwrap()
+            .expect("a cache after the first reported change");
+        assert_eq!(loaded.from, CacheFile::Current, "round {round}");
+        assert_eq!(loaded.journal.refused, None, "round {round}");
+        assert_complete(&loaded.state);
+        assert!(
+            loaded.state.version() >= durable,
+            "round {round}: loaded {} after {durable} was reported stored",
+            loaded.state.version()
+        );
+        replayed += loaded.journal.records;
+    }
+    // Most changes went to the journal, not to whole rewrites.
+    assert!(
+        replayed >= KILLS as usize,
+        "only {replayed} journal records replayed"
+    );
 }

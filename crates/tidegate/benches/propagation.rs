@@ -38,7 +38,7 @@ use common::{base64, percentile, ratio, Cps};
 use serde_json::json;
 use support::http;
 use tidegate_dp::sync::{Connect, Current, DpSync, HelloInfo, SyncSettings};
-use tidegate_dp::{Cache, ConfigStore, StoreFuture};
+use tidegate_dp::{Cache, ConfigStore, Delta, StoreFuture};
 use tidegate_state::ConfigState;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
@@ -49,7 +49,7 @@ const DISK_DPS: usize = 100;
 struct MemoryStore;
 
 impl ConfigStore for MemoryStore {
-    fn store(&self, _state: Arc<ConfigState>) -> StoreFuture {
+    fn store(&self, _state: Arc<ConfigState>, _delta: Delta) -> StoreFuture {
         Box::pin(async { Ok(()) })
     }
 }

@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Current;
-use crate::store::ConfigStore;
+use crate::cache::Point;
+use crate::store::{ConfigStore, Delta};
 
 /// The most a SnapshotRequest's `detail` carries.
 pub const MAX_DETAIL: usize = 1024;
@@ -43,6 +44,9 @@ pub struct Applier {
     current: Arc<Current>,
     /// Changes since `current`; `None` when there are none.
     working: Option<ConfigState>,
+    /// The Events that took `current` to `working`, encoded, for the store to append;
+    /// `None` when `working` holds a snapshot (stored whole).
+    applied: Option<Vec<Vec<u8>>>,
     /// Where each config is persisted before it is served.
     store: Arc<dyn ConfigStore>,
     /// `current` came from the CP but its store failed: the disk lags behind.
@@ -69,6 +73,7 @@ impl Applier {
             publish: watch::Sender::new(current.clone()),
             current,
             working: None,
+            applied: None,
             store,
             unsaved: false,
             snapshot_stats: None,
@@ -104,6 +109,7 @@ impl Applier {
             )));
         }
         self.working = None;
+        self.applied = None;
         self.snapshot_stats = None;
         let received = Instant::now();
         let bytes = msg.body.len();
@@ -132,8 +138,8 @@ impl Applier {
             return Ok(());
         }
         // On an early return the partially applied copy is dropped: discarded.
-        let mut working = match self.working.take() {
-            Some(w) => w,
+        let (mut working, mut applied) = match self.working.take() {
+            Some(w) => (w, self.applied.take()),
             None if !self.current.from_cluster => {
                 // A declarative or empty config is no base for the CP's Events: its
                 // version numbers mean nothing in the cluster's history.
@@ -142,11 +148,11 @@ impl Applier {
                     "events before any snapshot: this data plane holds no config from the control plane".into(),
                 ));
             }
-            None => (*self.current.state).clone(),
+            None => ((*self.current.state).clone(), Some(Vec::new())),
         };
         let total = msg.events.len();
-        for (i, bytes) in msg.events.iter().enumerate() {
-            let event = decode_event(bytes).map_err(|e| {
+        for (i, bytes) in msg.events.into_iter().enumerate() {
+            let event = decode_event(&bytes).map_err(|e| {
                 refusal(
                     Reason::ApplyFailed,
                     format!("event {} of {total}: {e}", i + 1),
@@ -168,8 +174,12 @@ impl Applier {
             working
                 .apply(&event)
                 .map_err(|e| refusal(Reason::ApplyFailed, e.to_string()))?;
+            if let Some(applied) = &mut applied {
+                applied.push(bytes);
+            }
         }
         self.working = Some(working);
+        self.applied = applied;
         Ok(())
     }
 
@@ -179,6 +189,7 @@ impl Applier {
     /// is retried by [`Self::retry_store`] and at the next commit.
     pub async fn commit(&mut self) -> Option<(pb::Status, Result<(), String>)> {
         let stats = self.snapshot_stats.take();
+        let applied = self.applied.take();
         let working = self.working.take()?;
         let held = &self.current;
         if held.from_cluster
@@ -196,6 +207,15 @@ impl Applier {
             }
             return None;
         }
+        let delta = match applied {
+            // The journal continues from what was stored, which is `current` unless
+            // its store failed (then the retry stores whole).
+            Some(events) if held.from_cluster && !self.unsaved => Delta::Events {
+                from: Point::of(&held.state),
+                events,
+            },
+            _ => Delta::Whole,
+        };
         let state = Arc::new(working);
         if crate::planted::publish_before_store() {
             // Planted bug (simulator only): serve first, persist after.
@@ -206,7 +226,7 @@ impl Applier {
             self.publish.send_replace(self.current.clone());
         }
         let storing = Instant::now();
-        let stored = self.store(state.clone()).await;
+        let stored = self.store.store(state.clone(), delta).await;
         if let Some(st) = stats {
             tracing::info!(
                 version = state.version(),
@@ -233,13 +253,12 @@ impl Applier {
         if !self.unsaved {
             return None;
         }
-        let stored = self.store(self.current.state.clone()).await;
+        let stored = self
+            .store
+            .store(self.current.state.clone(), Delta::Whole)
+            .await;
         self.unsaved = stored.is_err();
         Some(stored)
-    }
-
-    async fn store(&self, state: Arc<ConfigState>) -> Result<(), String> {
-        self.store.store(state).await
     }
 }
 
