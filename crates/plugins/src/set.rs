@@ -33,16 +33,20 @@ pub struct Inst {
     service: Option<Uuid>,
 }
 
+/// Looked up once per plugin per request: foldhash rather than SipHash. Keys are ids
+/// from the config, not from the client.
+type ByScope<K> = HashMap<K, Inst, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Scoped {
     global: Option<Inst>,
-    route: HashMap<Uuid, Inst>,
-    service: HashMap<Uuid, Inst>,
-    consumer: HashMap<Uuid, Inst>,
-    route_service: HashMap<(Uuid, Uuid), Inst>,
-    consumer_route: HashMap<(Uuid, Uuid), Inst>,
-    consumer_service: HashMap<(Uuid, Uuid), Inst>,
-    consumer_route_service: HashMap<(Uuid, Uuid, Uuid), Inst>,
+    route: ByScope<Uuid>,
+    service: ByScope<Uuid>,
+    consumer: ByScope<Uuid>,
+    route_service: ByScope<(Uuid, Uuid)>,
+    consumer_route: ByScope<(Uuid, Uuid)>,
+    consumer_service: ByScope<(Uuid, Uuid)>,
+    consumer_route_service: ByScope<(Uuid, Uuid, Uuid)>,
 }
 
 struct Slot {

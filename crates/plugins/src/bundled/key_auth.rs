@@ -82,7 +82,10 @@ pub(crate) fn set_consumer(
     consumer: Arc<ConsumerInfo>,
     credential: Option<Credential>,
 ) {
-    set_or_clear(headers, "x-consumer-id", Some(&consumer.id.to_string()));
+    // On the stack: the id is written once, into the header value.
+    let mut id = uuid::Uuid::encode_buffer();
+    let id: &str = consumer.id.hyphenated().encode_lower(&mut id);
+    set_or_clear(headers, "x-consumer-id", Some(id));
     set_or_clear(
         headers,
         "x-consumer-custom-id",

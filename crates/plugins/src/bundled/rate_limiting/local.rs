@@ -9,7 +9,7 @@
 //! shared dict runs out of room).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -48,14 +48,18 @@ pub struct Key {
     pub start: i64,
 }
 
+/// foldhash, seeded per process: identifiers come from clients (an IP, a header value),
+/// so the seed keeps them from choosing collisions; SipHash cost a tenth of the plugin.
+type Seeded = foldhash::fast::RandomState;
+
 pub struct LocalCounters {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
-    hasher: RandomState,
+    hasher: Seeded,
 }
 
 struct Shard {
-    map: HashMap<Key, Count>,
+    map: HashMap<Key, Count, Seeded>,
     /// The earliest `expires_at` in `map`: before then a sweep would find nothing.
     earliest: i64,
 }
@@ -77,13 +81,13 @@ impl LocalCounters {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: HashMap::default(),
                         earliest: i64::MAX,
                     })
                 })
                 .collect(),
             per_shard: max.div_ceil(SHARDS).max(1),
-            hasher: RandomState::new(),
+            hasher: Seeded::default(),
         }
     }
 
@@ -104,7 +108,47 @@ impl LocalCounters {
 
     /// Adds one to `key`, whose window ends at `expires_at`; returns the new count.
     pub fn incr(&self, key: &Key, expires_at: i64, now: i64) -> u64 {
+        self.shard(key).incr(key, expires_at, now, self.per_shard)
+    }
+
+    /// [`Self::get`], then [`Self::incr`] if `allow` says so given the count, under one
+    /// lock: for a single window, what the two calls do, at half the cost.
+    pub fn get_then_incr<T>(
+        &self,
+        key: &Key,
+        expires_at: i64,
+        now: i64,
+        allow: impl FnOnce(u64) -> (bool, T),
+    ) -> T {
         let mut shard = self.shard(key);
+        let count = shard
+            .map
+            .get(key)
+            .filter(|c| c.expires_at > now)
+            .map_or(0, |c| c.n);
+        let (counted, out) = allow(count);
+        if counted {
+            shard.incr(key, expires_at, now, self.per_shard);
+        }
+        out
+    }
+
+    /// Counters held, live or not yet swept.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Shard {
+    fn incr(&mut self, key: &Key, expires_at: i64, now: i64, per_shard: usize) -> u64 {
+        let shard = self;
         if let Some(c) = shard.map.get_mut(key) {
             if c.expires_at > now {
                 c.n += 1;
@@ -124,7 +168,7 @@ impl LocalCounters {
                 .min()
                 .unwrap_or(i64::MAX);
         }
-        if shard.map.len() >= self.per_shard {
+        if shard.map.len() >= per_shard {
             // Every counter here is live: one of them goes (which one does not matter
             // for a bound, and finding the oldest would cost a scan per insert).
             if let Some(victim) = shard.map.keys().next().cloned() {
@@ -134,17 +178,5 @@ impl LocalCounters {
         shard.map.insert(key.clone(), Count { n: 1, expires_at });
         shard.earliest = shard.earliest.min(expires_at);
         1
-    }
-
-    /// Counters held, live or not yet swept.
-    pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
-            .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

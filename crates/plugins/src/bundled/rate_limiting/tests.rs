@@ -134,6 +134,33 @@ fn concurrent_increments_are_all_counted() {
     assert_eq!(c.get(&key(100, 0), 0), 1_000);
 }
 
+#[test]
+fn get_then_incr_counts_only_what_it_allows() {
+    let c = LocalCounters::default();
+    let a = key(1, 0);
+    let seen = c.get_then_incr(&a, 60, 0, |n| (true, n));
+    assert_eq!((seen, c.get(&a, 0)), (0, 1));
+    let seen = c.get_then_incr(&a, 60, 1, |n| (false, n));
+    assert_eq!((seen, c.get(&a, 1)), (1, 1));
+    let seen = c.get_then_incr(&a, 60, 2, |n| (n < 5, n));
+    assert_eq!((seen, c.get(&a, 2)), (1, 2));
+    // An ended window reads as 0 and starts over.
+    let seen = c.get_then_incr(&a, 120, 60, |n| (true, n));
+    assert_eq!((seen, c.get(&a, 60)), (0, 1));
+}
+
+#[test]
+fn header_numbers_are_written_as_http_writes_integers() {
+    for n in (-1_000..=1_000)
+        .chain([i64::MIN, i64::MIN + 1, i64::MAX, 9_999_999, 10_000_000])
+        .chain((0..19).map(|e| 10i64.pow(e)))
+    {
+        assert_eq!(super::integer(n), HeaderValue::from(n), "{n}");
+    }
+    assert_eq!(super::number(10_000_000.0), "10000000");
+    assert_eq!(super::number(2.5), "2.5");
+}
+
 // === the plugin, local policy ===
 
 fn limiter(config: serde_json::Value, rt: &Runtime) -> RateLimiting {
