@@ -18,8 +18,9 @@
 //!
 //! Changes from the CP go to `config.journal` (see [`journal`]) as the Events that made
 //! them, appended and synced; a load replays them over `config.cache`. The cache is
-//! rewritten whole, and the journal restarted over it, for a snapshot, when the journal
-//! is full, and at the first change after the process started.
+//! rewritten whole, and the journal restarted over it, for a snapshot and when the
+//! journal is full. A restarted DP loads with [`Cache::resume`] and appends after the
+//! records it replayed.
 //!
 //! One writer per prefix: [`Cache::store`] takes `&mut self` and the temp names are fixed.
 
@@ -176,48 +177,65 @@ impl Cache {
     /// to the previous version (with a warning) when the current file is unusable, and
     /// fails only when neither is usable.
     pub fn load(&self) -> Result<Option<ConfigState>, CacheError> {
-        let Some(loaded) = self.load_detailed()? else {
+        Ok(self.load_detailed()?.map(said))
+    }
+
+    /// [`Self::load`] by the DP that goes on to store into this cache: it keeps
+    /// appending to the journal it replayed, so its first change after a restart is
+    /// an append too, not a rewrite of the whole config.
+    pub fn resume(&mut self) -> Result<Option<ConfigState>, CacheError> {
+        self.journal = None;
+        let Some((loaded, end)) = self.load_with_end()? else {
             return Ok(None);
         };
-        if let Some(why) = &loaded.journal.refused {
-            tracing::warn!(
-                error = %why,
-                version = loaded.state.version(),
-                "config journal record refused, starting from the config before it"
-            );
+        if let Some(end) = end {
+            let base_len = fs::metadata(self.path()).map(|m| m.len());
+            let journal = base_len.and_then(|len| {
+                Journal::reopen(&self.journal_path(), end, Point::of(&loaded.state), len)
+                    .map_err(io::Error::other)
+            });
+            match journal {
+                Ok(j) => self.journal = Some(j),
+                // Not fatal: the first store rewrites the cache and starts a journal.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot continue the config journal; the next change rewrites the cache")
+                }
+            }
         }
-        if let Some(e) = &loaded.skipped {
-            tracing::warn!(
-                error = %e,
-                version = loaded.state.version(),
-                "config cache unusable, starting from the previous cached version"
-            );
-        }
-        Ok(Some(loaded.state))
+        Ok(Some(said(loaded)))
     }
 
     /// [`Self::load`], saying which file was used and why the current one was not.
     pub fn load_detailed(&self) -> Result<Option<Loaded>, CacheError> {
+        Ok(self.load_with_end()?.map(|(loaded, _)| loaded))
+    }
+
+    /// The loaded config, and where the journal's records ended when it extends it.
+    fn load_with_end(&self) -> Result<Option<(Loaded, Option<journal::End>)>, CacheError> {
         let current = match read_file(&self.path(), self.max_bytes) {
             Ok(mut state) => {
-                let journal = journal::replay(&self.journal_path(), &mut state)?;
-                return Ok(Some(Loaded {
+                let (journal, end) = journal::replay(&self.journal_path(), &mut state)?;
+                let loaded = Loaded {
                     state,
                     from: CacheFile::Current,
                     skipped: None,
                     journal,
-                }));
+                };
+                return Ok(Some((loaded, end)));
             }
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => e,
         };
         match read_file(&self.previous_path(), self.max_bytes) {
-            Ok(state) => Ok(Some(Loaded {
-                state,
-                from: CacheFile::Previous,
-                skipped: Some(current),
-                journal: Replay::default(),
-            })),
+            Ok(state) => Ok(Some((
+                Loaded {
+                    state,
+                    from: CacheFile::Previous,
+                    skipped: Some(current),
+                    journal: Replay::default(),
+                },
+                None,
+            ))),
             Err(_) => Err(current),
         }
     }
@@ -315,6 +333,25 @@ impl Cache {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The loaded config, once what was passed over on the way is logged.
+fn said(loaded: Loaded) -> ConfigState {
+    if let Some(why) = &loaded.journal.refused {
+        tracing::warn!(
+            error = %why,
+            version = loaded.state.version(),
+            "config journal record refused, starting from the config before it"
+        );
+    }
+    if let Some(e) = &loaded.skipped {
+        tracing::warn!(
+            error = %e,
+            version = loaded.state.version(),
+            "config cache unusable, starting from the previous cached version"
+        );
+    }
+    loaded.state
 }
 
 /// The file bytes for `state`: header, snapshot, checksum.

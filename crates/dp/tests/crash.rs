@@ -101,14 +101,20 @@ fn writer_child() {
     }
 }
 
-/// The journal writer: appends change after change, without waiting, until killed.
+/// The journal writer: appends change after change, without waiting, until killed; a
+/// full journal makes it rewrite the cache now and then.
 #[test]
 fn journal_writer_child() {
     let Some(prefix) = std::env::var_os(JOURNAL_WRITER_ENV) else {
         return;
     };
     let mut cache = Cache::open(Path::new(&prefix)).unwrap();
-    let mut m = resume(&cache);
+    // As a restarted DP does: the appends go on after the records it replayed.
+    let mut m = Machine {
+        config: cache.resume().unwrap().unwrap_or_default(),
+        requests: RequestLog::default(),
+        data_planes: Default::default(),
+    };
     let mut out = std::io::stdout();
     for _ in 0..MAX_STORES {
         let from = Point::of(&m.config);

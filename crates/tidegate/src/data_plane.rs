@@ -20,8 +20,8 @@ use crate::start::{cluster_tls, hostname, terminated};
 use crate::status::{DpSources, Sources};
 
 /// What the DP serves before any CP answers.
-fn initial_config(settings: &Settings, cache: &Cache) -> anyhow::Result<Current> {
-    match cache.load() {
+fn initial_config(settings: &Settings, cache: &mut Cache) -> anyhow::Result<Current> {
+    match cache.resume() {
         Ok(Some(state)) => {
             info!(version = state.version(), hash = %state.hash(), entities = state.len(), "serving the cached config");
             return Ok(Current::from_cache(state));
@@ -144,9 +144,9 @@ pub async fn start(
     connect: Connect,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
-    let cache = Cache::open(cache_prefix)?;
+    let mut cache = Cache::open(cache_prefix)?;
     let node_id = cache.node_id(|| entropy().unwrap_or(0).to_be_bytes())?;
-    let initial = initial_config(settings, &cache)?;
+    let initial = initial_config(settings, &mut cache)?;
     let hello = HelloInfo {
         node_id,
         hostname: hostname(),

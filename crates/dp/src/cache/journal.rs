@@ -72,7 +72,16 @@ pub struct Replay {
     pub refused: Option<String>,
 }
 
-/// The journal being appended to; only the process that reset it holds one.
+/// Where a replay stopped in a journal that extends the loaded config: a restarted DP
+/// appends from there (see [`Journal::reopen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    nonce: u64,
+    at: u64,
+    file_len: u64,
+}
+
+/// The journal being appended to; only the process that reset or reopened it holds one.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
@@ -100,7 +109,7 @@ impl Journal {
     /// file is `base_len` bytes). Anything in the file before is dead from here on.
     pub fn reset(path: &Path, base: Point, base_len: u64) -> Result<Journal, CacheError> {
         let nonce: u64 = rand::random();
-        let limit = (base_len / 2).clamp(CHUNK, MAX_LIMIT);
+        let limit = limit(base_len);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -131,6 +140,32 @@ impl Journal {
             written,
             limit,
             tail: base,
+        })
+    }
+
+    /// Continues the journal a load replayed, after its last record, which reached
+    /// `tail`. What lies past that point (a record torn by the crash, zeros) is
+    /// overwritten by the next append; a leftover of a torn record after a shorter new
+    /// one never passes the checksum.
+    pub fn reopen(
+        path: &Path,
+        end: End,
+        tail: Point,
+        base_len: u64,
+    ) -> Result<Journal, CacheError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(CacheError::io(path, "open"))?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+            nonce: end.nonce,
+            end: end.at,
+            written: end.file_len,
+            limit: limit(base_len),
+            tail,
         })
     }
 
@@ -171,6 +206,12 @@ impl Journal {
     }
 }
 
+/// The most a journal over a `base_len`-byte cache may hold: half of it, so a replay
+/// never costs more than about half a snapshot's decode.
+fn limit(base_len: u64) -> u64 {
+    (base_len / 2).clamp(CHUNK, MAX_LIMIT)
+}
+
 /// The base named by the journal's header, if it has a valid one.
 pub fn base_of(path: &Path) -> Result<Option<Point>, CacheError> {
     let mut bytes = [0u8; HEADER_LEN as usize];
@@ -195,23 +236,24 @@ pub fn invalidate(path: &Path) -> Result<(), CacheError> {
 }
 
 /// Applies to `state` the records of the journal at `path` that extend it. A missing
-/// journal, or one over another base, replays nothing.
-pub fn replay(path: &Path, state: &mut ConfigState) -> Result<Replay, CacheError> {
+/// journal, or one over another base, replays nothing. Returns where the records ended
+/// when the journal extends `state` and every record checked out up to there.
+pub fn replay(path: &Path, state: &mut ConfigState) -> Result<(Replay, Option<End>), CacheError> {
     let bytes = match super::read_limited(path, MAX_FILE) {
         Ok(b) => b,
-        Err(e) if e.is_not_found() => return Ok(Replay::default()),
+        Err(e) if e.is_not_found() => return Ok((Replay::default(), None)),
         Err(e) => return Err(e),
     };
     Ok(replay_bytes(&bytes, state))
 }
 
-fn replay_bytes(bytes: &[u8], state: &mut ConfigState) -> Replay {
+fn replay_bytes(bytes: &[u8], state: &mut ConfigState) -> (Replay, Option<End>) {
     let mut replay = Replay::default();
     let Some((nonce, base)) = parse_header(bytes) else {
-        return replay;
+        return (replay, None);
     };
     if base != Point::of(state) {
-        return replay;
+        return (replay, None);
     }
     let mut at = HEADER_LEN as usize;
     while let Some((payload, next)) = next_record(bytes, at, nonce) {
@@ -228,7 +270,13 @@ fn replay_bytes(bytes: &[u8], state: &mut ConfigState) -> Replay {
         }
         at = next;
     }
-    replay
+    // After a refused record the journal is not continued: the next store is whole.
+    let end = replay.refused.is_none().then_some(End {
+        nonce,
+        at: at as u64,
+        file_len: bytes.len() as u64,
+    });
+    (replay, end)
 }
 
 /// The payload of the record at `at` and where the next one starts, if the record is

@@ -272,7 +272,7 @@ fn the_journal_grows_past_its_first_chunk_and_replays_all_of_it() {
     let len = fs::metadata(&path).unwrap().len();
     assert!(len > 2 * CHUNK && len <= 4 << 20, "{len}");
     let mut state = base.clone();
-    let replay = replay(&path, &mut state).unwrap();
+    let (replay, _) = replay(&path, &mut state).unwrap();
     assert_eq!(replay.records, appended);
     assert_eq!(state, before_full);
 }
@@ -325,4 +325,87 @@ fn a_journal_over_another_base_is_ignored() {
         .load()
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn a_resumed_cache_appends_after_the_records_it_replayed() {
+    let (_dir, mut cache) = open();
+    let mut h = History::new("svc");
+    h.step(2);
+    cache.store(&h.state()).unwrap();
+    let written = fs::read(cache.path()).unwrap();
+    let mut from = Point::of(&h.state());
+    for n in [1, 2] {
+        let events = h.step(n);
+        cache.append(&h.state(), from, &events).unwrap();
+        from = Point::of(&h.state());
+    }
+    // A third record torn by the crash.
+    let torn_from = h.state();
+    let events = h.step(3);
+    cache.append(&h.state(), from, &events).unwrap();
+    let path = cache.prefix().join(JOURNAL_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    let mut at = HEADER_LEN as usize;
+    for _ in 0..2 {
+        at += 4 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize + SUM_LEN;
+    }
+    bytes[at + 10] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+
+    let mut resumed = Cache::open(cache.prefix()).unwrap();
+    assert_eq!(resumed.resume().unwrap().unwrap(), torn_from);
+    // The change after the restart is appended where the torn one was, with a
+    // different (shorter) record: no rewrite of config.cache.
+    let mut h2 = History {
+        m: Machine {
+            config: torn_from.clone(),
+            ..Machine::new()
+        },
+        tag: "after",
+    };
+    let events = h2.step(1);
+    resumed
+        .append(&h2.state(), Point::of(&torn_from), &events)
+        .unwrap();
+    assert_eq!(fs::read(cache.path()).unwrap(), written);
+    let loaded = reload(&resumed);
+    assert_eq!(loaded.state, h2.state());
+    assert_eq!(loaded.journal.records, 3);
+    assert_eq!(loaded.journal.refused, None);
+}
+
+#[test]
+fn a_resumed_cache_after_a_refused_record_stores_whole() {
+    let (_dir, mut cache) = open();
+    let mut h = History::new("svc");
+    h.step(1);
+    cache.store(&h.state()).unwrap();
+    let from = Point::of(&h.state());
+    let events = h.step(1);
+    let mut lie = Point::of(&h.state());
+    lie.hash = ConfigHash(lie.hash.0 ^ 1);
+    cache
+        .journal
+        .as_mut()
+        .unwrap()
+        .append(lie, &events)
+        .unwrap();
+
+    let mut resumed = Cache::open(cache.prefix()).unwrap();
+    let served = resumed.resume().unwrap().unwrap();
+    assert_eq!(Point::of(&served), from);
+    assert!(resumed.journal.is_none());
+    let mut h2 = History {
+        m: Machine {
+            config: served.clone(),
+            ..Machine::new()
+        },
+        tag: "after",
+    };
+    let events = h2.step(1);
+    resumed.append(&h2.state(), from, &events).unwrap();
+    let loaded = reload(&resumed);
+    assert_eq!(loaded.state, h2.state());
+    assert_eq!(loaded.journal.records, 0, "stored whole");
 }
