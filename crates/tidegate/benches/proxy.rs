@@ -26,7 +26,9 @@
 //! - Added hop latency: one connection, one request at a time, with every process allowed
 //!   on both cores; p50 through the proxy minus p50 straight to the origin.
 //! - How busy the machine was in each window, from /proc/stat: CPU of core 1 used by
-//!   anything but the proxy and the origin (flagged `!` above 10%), core 0, and steal.
+//!   anything but the proxy and the origin, core 0, and steal; a window is flagged `!`
+//!   (disturbed) above 10% others or 5% steal. Each table is followed by the medians of
+//!   RPS and CPU over the quiet wrk windows only.
 //!
 //! Scenarios: `plain` (all three proxies and the origin direct); `plugins` (tidegate with
 //! key-auth and rate-limiting on the route, next to the same tidegate's plain route);
@@ -63,6 +65,9 @@ const RATE: f64 = 2000.0;
 const CHURN_PER_SEC: f64 = 10.0;
 /// Share of core 1 used by other processes above which a window is flagged.
 const BUSY_FLAG_PCT: f64 = 10.0;
+/// Steal above this also flags a window: the hypervisor took the vCPUs away often
+/// enough that every process's CPU per request rises (the origin's too).
+const STEAL_FLAG_PCT: f64 = 5.0;
 const API_KEY: &str = "tidegate-bench-key";
 const RATE_LIMIT: u64 = 10_000_000;
 
@@ -296,7 +301,7 @@ struct Busy {
 
 impl Busy {
     fn flagged(&self) -> bool {
-        self.others_core1 > BUSY_FLAG_PCT
+        self.others_core1 > BUSY_FLAG_PCT || self.steal > STEAL_FLAG_PCT
     }
 
     fn text(&self) -> String {
@@ -543,9 +548,16 @@ struct Sample {
     p50: f64,
     p99: f64,
     hop_p50: f64,
+    /// RPS and CPU of the wrk window when it was not flagged (else NaN): medians over
+    /// the quiet windows only.
+    quiet_rps: f64,
+    quiet_cpu_us: f64,
     /// Pinned windows measured, and those flagged as disturbed.
     windows: u32,
     flagged: u32,
+    /// wrk windows measured, and those not flagged.
+    wrk_windows: u32,
+    wrk_quiet: u32,
 }
 
 impl Default for Sample {
@@ -557,8 +569,12 @@ impl Default for Sample {
             p50: f64::NAN,
             p99: f64::NAN,
             hop_p50: f64::NAN,
+            quiet_rps: f64::NAN,
+            quiet_cpu_us: f64::NAN,
             windows: 0,
             flagged: 0,
+            wrk_windows: 0,
+            wrk_quiet: 0,
         }
     }
 }
@@ -603,6 +619,12 @@ impl Bench {
         s.rps = w.rps;
         s.cpu_us = cpu[0] * 1e6 / w.requests as f64;
         s.sat_p99 = us(w.p99);
+        s.wrk_windows += 1;
+        if !busy.flagged() {
+            s.wrk_quiet += 1;
+            s.quiet_rps = s.rps;
+            s.quiet_cpu_us = s.cpu_us;
+        }
         let origin = if cpu.len() > 1 {
             format!("  origin {:>5.1} µs/req", cpu[1] * 1e6 / w.requests as f64)
         } else {
@@ -692,8 +714,12 @@ fn medians(samples: &[Sample]) -> Sample {
         p50: m(|s| s.p50),
         p99: m(|s| s.p99),
         hop_p50: m(|s| s.hop_p50),
+        quiet_rps: m(|s| s.quiet_rps),
+        quiet_cpu_us: m(|s| s.quiet_cpu_us),
         windows: samples.iter().map(|s| s.windows).sum(),
         flagged: samples.iter().map(|s| s.flagged).sum(),
+        wrk_windows: samples.iter().map(|s| s.wrk_windows).sum(),
+        wrk_quiet: samples.iter().map(|s| s.wrk_quiet).sum(),
     }
 }
 
@@ -742,6 +768,28 @@ fn print_table(title: &str, rows: &[(String, Sample)], ratios: &[(usize, usize, 
             ratio(x.sat_p99, y.sat_p99),
             ratio(x.hop_p50, y.hop_p50),
             ""
+        );
+    }
+    println!(
+        "\nquiet wrk windows only (core {SERVER_CORE} others <= {BUSY_FLAG_PCT}%, steal <= {STEAL_FLAG_PCT}%), medians:"
+    );
+    for (name, s) in rows {
+        println!(
+            "  {:<LABEL$} {}/{} quiet  RPS {:>8}  CPU µs/req {:>6}",
+            name,
+            s.wrk_quiet,
+            s.wrk_windows,
+            cell(s.quiet_rps, 0),
+            cell(s.quiet_cpu_us, 1)
+        );
+    }
+    for (a, b, label) in ratios {
+        let (x, y) = (&rows[*a].1, &rows[*b].1);
+        println!(
+            "  {:<LABEL$}           RPS {:>8}  CPU µs/req {:>6}",
+            label,
+            ratio(x.quiet_rps, y.quiet_rps),
+            ratio(x.quiet_cpu_us, y.quiet_cpu_us)
         );
     }
 }
@@ -1082,7 +1130,7 @@ fn scenario_churn(w: &mut World, b: &mut Bench, reps: usize) -> Result<(), Strin
         }
     }
     let (q, c) = (medians(&quiet), medians(&busy));
-    println!("\nchurn, median of {reps}; disturbed windows (core {SERVER_CORE} >{BUSY_FLAG_PCT}% others): no churn {}/{}, churn {}/{}", q.flagged, q.windows, c.flagged, c.windows);
+    println!("\nchurn, median of {reps}; disturbed windows (core {SERVER_CORE} >{BUSY_FLAG_PCT}% others or >{STEAL_FLAG_PCT}% steal): no churn {}/{}, churn {}/{}", q.flagged, q.windows, c.flagged, c.windows);
     println!(
         "| {:<24} | {:>9} | {:>9} |",
         "tidegate at 2000 req/s", "p50 µs", "p99 µs"
@@ -1239,7 +1287,7 @@ fn main() {
         }
     }
     println!(
-        "\n{} of {} windows had core {SERVER_CORE} more than {BUSY_FLAG_PCT}% busy with other processes; loadavg at the end: {}",
+        "\n{} of {} windows were disturbed (core {SERVER_CORE} more than {BUSY_FLAG_PCT}% busy with other processes, or steal over {STEAL_FLAG_PCT}%); loadavg at the end: {}",
         b.flagged,
         b.windows,
         machine().rsplit("loadavg ").next().unwrap_or("")
