@@ -1,10 +1,10 @@
 //! openraft glue for tidegate's control plane: the type config, the replicated state
-//! machine over `tidegate_state::Machine`, a sled store for CPs and an in-memory store
-//! for tests and the simulator (optionally losing un-synced writes on a crash), and the
+//! machine over `tidegate_state::Machine`, the CPs' disk store (the log in a write-ahead
+//! log, snapshots in sled) and an in-memory store for tests and the simulator (optionally losing un-synced writes on a crash), and the
 //! runtime that makes elections replayable from a seed.
 //!
 //! ```text
-//!   client_write(Command) ──▶ log store (sled | memory) ──committed──▶ StateMachine::apply
+//!   client_write(Command) ──▶ log store (WAL | memory) ──committed──▶ StateMachine::apply
 //!                                                                        │ Machine::execute
 //!                                    StateReader ◀── Arc<RwLock<Core>> ◀─┘ Events → tail
 //!                                    (reads, events_since, applied watch)
@@ -18,23 +18,22 @@
 // conversions at every call.
 #![allow(clippy::result_large_err)]
 
+mod disk;
 mod mem;
 pub mod network;
 pub mod planted;
 mod proposer;
 mod runtime;
-mod sled_store;
 mod sm;
 mod types;
+mod wal;
 
 use std::ops::{Bound, RangeBounds};
 
+pub use disk::{open_disk, open_disk_with_event_tail, SledSnapshots, SledStateMachine};
 pub use mem::{MemLogStore, MemStateMachine, MemStorage};
 pub use proposer::{ProposeError, Proposer, Written};
 pub use runtime::{seed_thread_rng, SeededRng, SeededRuntime};
-pub use sled_store::{
-    open_sled, open_sled_with_event_tail, SledLogStore, SledSnapshots, SledStateMachine,
-};
 pub use sm::{
     Applied, SnapshotBuilder, SnapshotStore, StateMachine, StateReader, StoredSnapshot,
     DEFAULT_EVENT_TAIL,
@@ -43,6 +42,7 @@ pub use types::{
     Entry, LogId, NodeId, Raft, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
     Vote,
 };
+pub use wal::{WalLogStore, WAL_DIR};
 
 /// The recommended Raft settings for a CP group named `cluster_name`.
 ///

@@ -16,7 +16,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use serde_json::json;
 use tidegate_model::{EntityKind, Fixed};
 use tidegate_raft::{
-    open_sled, raft_config, seed_thread_rng, MemStorage, NodeId, Raft, StateReader, TypeConfig,
+    open_disk, raft_config, seed_thread_rng, MemStorage, NodeId, Raft, StateReader, TypeConfig,
 };
 use tidegate_state::{Command, Machine, Op, Outcome};
 use uuid::Uuid;
@@ -263,7 +263,7 @@ async fn a_sled_node_restarts_from_snapshot_plus_committed_log() {
     let mut alone = Machine::new();
     let mut last_index = 0;
     {
-        let (log, sm) = open_sled(dir.path()).unwrap();
+        let (log, sm) = open_disk(dir.path()).unwrap();
         let raft = Raft::new(1, config(), router.clone(), log, sm)
             .await
             .unwrap();
@@ -295,7 +295,7 @@ async fn a_sled_node_restarts_from_snapshot_plus_committed_log() {
     // sled keeps the directory locked until the last one goes.
     let (log, sm) = tokio::time::timeout(WAIT, async {
         loop {
-            match open_sled(dir.path()) {
+            match open_disk(dir.path()) {
                 Ok(opened) => break opened,
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }

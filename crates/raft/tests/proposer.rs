@@ -9,7 +9,7 @@ use openraft::{BasicNode, ServerState};
 use serde_json::json;
 use tidegate_model::{EntityKind, Fixed};
 use tidegate_raft::network::Network;
-use tidegate_raft::{open_sled, raft_config, Proposer, Raft, StateReader};
+use tidegate_raft::{open_disk, raft_config, Proposer, Raft, StateReader};
 use tidegate_state::{Command, Op};
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ async fn start(dir: &std::path::Path, init: bool) -> (Raft, StateReader) {
     // process have dropped their handles.
     let (log, sm) = tokio::time::timeout(WAIT, async {
         loop {
-            match open_sled(dir) {
+            match open_disk(dir) {
                 Ok(opened) => break opened,
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use openraft::testing::{StoreBuilder, Suite};
 use tempfile::TempDir;
 use tidegate_raft::{
-    open_sled, MemLogStore, MemStateMachine, MemStorage, SledLogStore, SledStateMachine,
-    StorageError, TypeConfig,
+    open_disk, MemLogStore, MemStateMachine, MemStorage, SledStateMachine, StorageError,
+    TypeConfig, WalLogStore,
 };
 
 struct MemBuilder;
@@ -31,10 +31,10 @@ impl StoreBuilder<TypeConfig, MemLogStore, MemStateMachine> for MemFsyncBuilder 
 
 struct SledBuilder;
 
-impl StoreBuilder<TypeConfig, SledLogStore, SledStateMachine, TempDir> for SledBuilder {
-    async fn build(&self) -> Result<(TempDir, SledLogStore, SledStateMachine), StorageError> {
+impl StoreBuilder<TypeConfig, WalLogStore, SledStateMachine, TempDir> for SledBuilder {
+    async fn build(&self) -> Result<(TempDir, WalLogStore, SledStateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) = open_sled(dir.path())?;
+        let (log, sm) = open_disk(dir.path())?;
         Ok((dir, log, sm))
     }
 }

@@ -1,5 +1,5 @@
 //! `tidegate start`: wires the roles that exist today (traditional and control_plane:
-//! Raft on sled, the Raft link, the Admin API, the cluster console on `admin_gui_listen`)
+//! Raft on its write-ahead log and sled, the Raft link, the Admin API, the cluster console on `admin_gui_listen`)
 //! and runs until SIGTERM or SIGINT.
 
 use std::sync::Arc;
@@ -89,7 +89,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .node_id(|| entropy.next_u128().to_be_bytes())?;
 
     let raft_dir = settings.prefix.join("raft");
-    let (log, sm) = tidegate_raft::open_sled(&raft_dir).map_err(|e| {
+    let (log, sm) = tidegate_raft::open_disk(&raft_dir).map_err(|e| {
         anyhow::anyhow!("cannot open the Raft store in {}: {e}", raft_dir.display())
     })?;
     let reader = sm.reader();
