@@ -49,8 +49,10 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 pub const WAL_DIR: &str = "wal";
 /// A new segment is started once the current one holds this much.
 const SEGMENT_BYTES: u64 = 64 << 20;
-/// Zeros written ahead of the appends at a time.
-const CHUNK: u64 = 1 << 20;
+/// Zeros written ahead of the appends at a time. Small: the append that lays them down
+/// waits for them and for the file's new size (64 KiB cost 0.34 ms here against 0.14 ms
+/// for an append in place; 1 MiB cost 1.4–5.6 ms, which showed in the p99).
+const CHUNK: u64 = 64 << 10;
 /// The largest record read back: far above any entry the Admin API accepts.
 const MAX_RECORD: u64 = 1 << 30;
 const HEADER: usize = 4 + 4;

@@ -37,8 +37,11 @@ const MAGIC: [u8; 8] = *b"TIDEGJNL";
 const FORMAT: u16 = 1;
 const HEADER_LEN: u64 = 64;
 const SUM_LEN: usize = 16;
-/// Bytes of zeros written ahead of the appends at a time.
-const CHUNK: u64 = 1 << 20;
+/// Bytes of zeros written ahead of the appends at a time: small, since the append that
+/// lays them down waits for them (see the Raft log's write-ahead log, same reasoning).
+const CHUNK: u64 = 64 << 10;
+/// The least room a journal gets, however small the cache.
+const MIN_LIMIT: u64 = 1 << 20;
 /// A journal never grows past this much; the next change rewrites the cache instead.
 const MAX_LIMIT: u64 = 64 << 20;
 /// The most a load reads: the limit and the zeros past it.
@@ -209,7 +212,7 @@ impl Journal {
 /// The most a journal over a `base_len`-byte cache may hold: half of it, so a replay
 /// never costs more than about half a snapshot's decode.
 fn limit(base_len: u64) -> u64 {
-    (base_len / 2).clamp(CHUNK, MAX_LIMIT)
+    (base_len / 2).clamp(MIN_LIMIT, MAX_LIMIT)
 }
 
 /// The base named by the journal's header, if it has a valid one.

@@ -239,12 +239,12 @@ fn a_change_larger_than_the_journal_is_stored_whole() {
     let from = Point::of(&h.state());
     // Over the smallest journal limit (1 MiB).
     let events = h.step(20_000);
-    assert!(events.iter().map(Vec::len).sum::<usize>() > CHUNK as usize);
+    assert!(events.iter().map(Vec::len).sum::<usize>() > MIN_LIMIT as usize);
     cache.append(&h.state(), from, &events).unwrap();
     let loaded = reload(&cache);
     assert_eq!(loaded.state, h.state());
     assert_eq!(loaded.journal.records, 0);
-    assert!(fs::metadata(cache.path()).unwrap().len() > CHUNK);
+    assert!(fs::metadata(cache.path()).unwrap().len() > MIN_LIMIT);
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn the_journal_grows_past_its_first_chunk_and_replays_all_of_it() {
     assert!(appended >= 3, "{appended}");
     assert_ne!(full, before_full);
     let len = fs::metadata(&path).unwrap().len();
-    assert!(len > 2 * CHUNK && len <= 4 << 20, "{len}");
+    assert!(len > 2 * MIN_LIMIT && len <= 4 << 20, "{len}");
     let mut state = base.clone();
     let (replay, _) = replay(&path, &mut state).unwrap();
     assert_eq!(replay.records, appended);
