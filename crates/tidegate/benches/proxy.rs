@@ -28,7 +28,9 @@
 //! - How busy the machine was in each window, from /proc/stat: CPU of core 1 used by
 //!   anything but the proxy and the origin, core 0, and steal; a window is flagged `!`
 //!   (disturbed) above 10% others or 5% steal. Each table is followed by the medians of
-//!   RPS and CPU over the quiet wrk windows only.
+//!   RPS and CPU over the quiet wrk windows only, and by each proxy's CPU per request
+//!   over the origin's in the same window: the origin does the same work behind every
+//!   proxy, so that ratio factors out how fast the shared VM ran in the window.
 //!
 //! Scenarios: `plain` (all three proxies and the origin direct); `plugins` (tidegate with
 //! key-auth and rate-limiting on the route, next to the same tidegate's plain route);
@@ -552,6 +554,10 @@ struct Sample {
     /// the quiet windows only.
     quiet_rps: f64,
     quiet_cpu_us: f64,
+    /// The proxy's CPU per request over the origin's in the same wrk window. The origin
+    /// does the same work for every proxy, so this factors out how fast the shared VM
+    /// ran in that window (its own CPU per request varied 13–24 µs here).
+    per_origin: f64,
     /// Pinned windows measured, and those flagged as disturbed.
     windows: u32,
     flagged: u32,
@@ -571,6 +577,7 @@ impl Default for Sample {
             hop_p50: f64::NAN,
             quiet_rps: f64::NAN,
             quiet_cpu_us: f64::NAN,
+            per_origin: f64::NAN,
             windows: 0,
             flagged: 0,
             wrk_windows: 0,
@@ -626,7 +633,9 @@ impl Bench {
             s.quiet_cpu_us = s.cpu_us;
         }
         let origin = if cpu.len() > 1 {
-            format!("  origin {:>5.1} µs/req", cpu[1] * 1e6 / w.requests as f64)
+            let origin_us = cpu[1] * 1e6 / w.requests as f64;
+            s.per_origin = s.cpu_us / origin_us;
+            format!("  origin {:>5.1} µs/req", origin_us)
         } else {
             String::new()
         };
@@ -716,6 +725,7 @@ fn medians(samples: &[Sample]) -> Sample {
         hop_p50: m(|s| s.hop_p50),
         quiet_rps: m(|s| s.quiet_rps),
         quiet_cpu_us: m(|s| s.quiet_cpu_us),
+        per_origin: m(|s| s.per_origin),
         windows: samples.iter().map(|s| s.windows).sum(),
         flagged: samples.iter().map(|s| s.flagged).sum(),
         wrk_windows: samples.iter().map(|s| s.wrk_windows).sum(),
@@ -790,6 +800,20 @@ fn print_table(title: &str, rows: &[(String, Sample)], ratios: &[(usize, usize, 
             label,
             ratio(x.quiet_rps, y.quiet_rps),
             ratio(x.quiet_cpu_us, y.quiet_cpu_us)
+        );
+    }
+    println!("\nCPU per request over the origin's in the same wrk window (the VM's speed factored out), medians of all windows:");
+    for (name, s) in rows {
+        if !s.per_origin.is_nan() {
+            println!("  {:<LABEL$} {:>6}", name, cell(s.per_origin, 2));
+        }
+    }
+    for (a, b, label) in ratios {
+        let (x, y) = (&rows[*a].1, &rows[*b].1);
+        println!(
+            "  {:<LABEL$} {:>6}",
+            label,
+            ratio(x.per_origin, y.per_origin)
         );
     }
 }
