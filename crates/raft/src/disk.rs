@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use openraft::{AnyError, StorageIOError};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
+use crate::encode;
 use crate::sm::{SnapshotStore, StateMachine, StoredSnapshot, DEFAULT_EVENT_TAIL};
 use crate::types::{Entry, LogId, StorageError, Vote};
 use crate::wal::{Migrated, WalLogStore};
@@ -98,7 +98,7 @@ fn from_sled(log: &sled::Tree, meta: &sled::Tree) -> std::io::Result<Option<Migr
         let (_, v) = kv.map_err(std::io::Error::other)?;
         let entry: Entry = decode(&v).map_err(std::io::Error::other)?;
         // A purge interrupted between its marker and the removal left these.
-        if Some(entry.log_id.index) > purged.map(|p| p.index) || purged.is_none() {
+        if Some(entry.log_id.index) > purged.map(|p| p.index) {
             entries.push(entry);
         }
     }
@@ -108,10 +108,6 @@ fn from_sled(log: &sled::Tree, meta: &sled::Tree) -> std::io::Result<Option<Migr
         purged,
         entries,
     }))
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("raft types encode infallibly")
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, postcard::Error> {

@@ -66,6 +66,12 @@ pub fn raft_config(cluster_name: &str) -> openraft::Config {
     .expect("the recommended raft config is valid")
 }
 
+/// The postcard bytes of a Raft type (entries, votes, log ids, RPC messages), for the
+/// disk and the wire alike.
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("raft types encode infallibly")
+}
+
 /// A log index range as inclusive bounds, or None when it is empty.
 pub(crate) fn index_bounds(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
     let lo = match range.start_bound() {

@@ -32,8 +32,9 @@ use tonic::transport::{
 };
 use tonic::{Request, Status};
 
+use crate::encode;
 use crate::proposer::Proposer;
-use crate::types::{NodeId, Raft, Response, TypeConfig};
+use crate::types::{NodeId, Response, TypeConfig};
 
 /// The largest Raft message accepted: a batch of entries may hold a declarative import
 /// of a large config.
@@ -80,10 +81,6 @@ pub enum ForwardReply {
     },
 }
 
-fn encode<T: Serialize>(t: &T) -> Vec<u8> {
-    postcard::to_stdvec(t).expect("raft messages encode infallibly")
-}
-
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("undecodable raft frame: {e}"))
 }
@@ -91,7 +88,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 // === server ===
 
 struct Service {
-    raft: Raft,
+    /// Also the way to this node's Raft (`proposer.raft()`).
     proposer: Proposer,
 }
 
@@ -100,7 +97,7 @@ impl RaftRpc for Service {
     async fn append_entries(&self, req: Request<Frame>) -> Result<tonic::Response<Frame>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&req.into_inner().payload).map_err(Status::invalid_argument)?;
-        let res = self.raft.append_entries(rpc).await;
+        let res = self.proposer.raft().append_entries(rpc).await;
         Ok(tonic::Response::new(Frame {
             payload: encode(&res),
         }))
@@ -109,7 +106,7 @@ impl RaftRpc for Service {
     async fn vote(&self, req: Request<Frame>) -> Result<tonic::Response<Frame>, Status> {
         let rpc: VoteRequest<NodeId> =
             decode(&req.into_inner().payload).map_err(Status::invalid_argument)?;
-        let res = self.raft.vote(rpc).await;
+        let res = self.proposer.raft().vote(rpc).await;
         Ok(tonic::Response::new(Frame {
             payload: encode(&res),
         }))
@@ -121,7 +118,7 @@ impl RaftRpc for Service {
     ) -> Result<tonic::Response<Frame>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode(&req.into_inner().payload).map_err(Status::invalid_argument)?;
-        let res = self.raft.install_snapshot(rpc).await;
+        let res = self.proposer.raft().install_snapshot(rpc).await;
         Ok(tonic::Response::new(Frame {
             payload: encode(&res),
         }))
@@ -194,12 +191,9 @@ where
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert, &tls.key))
         .client_ca_root(Certificate::from_pem(&tls.ca));
-    let svc = RaftServer::new(Service {
-        raft: proposer.raft().clone(),
-        proposer,
-    })
-    .max_decoding_message_size(MAX_RAFT_MESSAGE)
-    .max_encoding_message_size(MAX_RAFT_MESSAGE);
+    let svc = RaftServer::new(Service { proposer })
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE);
     Server::builder()
         .tls_config(tls_config)
         .map_err(|e| NetError::Tls(e.to_string()))?

@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::ops::RangeBounds;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 
+use crate::encode;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 pub const WAL_DIR: &str = "wal";
@@ -97,6 +98,17 @@ struct Loc {
     /// Offset of the record's body.
     offset: u64,
     len: u32,
+}
+
+/// What one record does to the log's state: the same whether it is being written now or
+/// replayed at start-up, so the two cannot drift apart.
+enum Effect {
+    Checkpoint(Checkpoint),
+    Entry(Loc),
+    Vote(Vote),
+    Committed(Option<LogId>),
+    Truncate { from: u64 },
+    Purge(LogId),
 }
 
 struct Segment {
@@ -153,10 +165,6 @@ fn segment_name(n: u64) -> String {
     format!("{n:016}.seg")
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("raft types encode infallibly")
-}
-
 /// One record's bytes.
 fn record(kind: Kind, body: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(1 + body.len()).expect("a record under 4 GiB");
@@ -167,6 +175,17 @@ fn record(kind: Kind, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.push(kind as u8);
     out.extend_from_slice(body);
+}
+
+/// A log that cannot be used as it is, and what the operator can do about it.
+fn damaged(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: {why}; the Raft log is damaged: restore the CP's prefix from a backup, or remove it to rejoin the group empty",
+            path.display()
+        ),
+    )
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -218,6 +237,16 @@ impl WalLogStore {
         .await
         .map_err(io::Error::other)?
     }
+
+    /// Writes one record of `kind` and, once it is written (and synced, if `sync`),
+    /// applies its `effect`.
+    async fn put(&self, kind: Kind, body: &[u8], sync: bool, effect: Effect) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        record(kind, body, &mut bytes);
+        self.write(bytes, sync).await?;
+        self.lock().apply(effect);
+        Ok(())
+    }
 }
 
 /// Bytes reserved at the end of a segment for one write.
@@ -254,6 +283,33 @@ impl Place {
 }
 
 impl Wal {
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Checkpoint(c) => {
+                if let Some(p) = c.purged {
+                    // Entries of a deleted segment that came back after a crash.
+                    self.entries = self.entries.split_off(&(p.index + 1));
+                }
+                self.meta = c;
+            }
+            Effect::Entry(loc) => {
+                // An entry replaces any at or after its index: after a conflict the
+                // leader's entries overwrite the tail.
+                self.entries.split_off(&loc.log_id.index);
+                self.entries.insert(loc.log_id.index, loc);
+            }
+            Effect::Vote(v) => self.meta.vote = Some(v),
+            Effect::Committed(c) => self.meta.committed = c,
+            Effect::Truncate { from } => {
+                self.entries.split_off(&from);
+            }
+            Effect::Purge(upto) => {
+                self.entries = self.entries.split_off(&(upto.index + 1));
+                self.meta.purged = Some(upto);
+            }
+        }
+    }
+
     fn current(&mut self) -> (&u64, &mut Segment) {
         self.segments
             .iter_mut()
@@ -325,8 +381,9 @@ impl Wal {
         let dead: Vec<u64> = self.segments.range(..keep_from).map(|(&n, _)| n).collect();
         for n in dead {
             if let Some(seg) = self.segments.remove(&n) {
-                // A file that comes back after a crash is harmless: replayed first, its
-                // records are overridden by the later segments'.
+                // The unlink is not synced: a file that comes back after a crash is
+                // dropped again at replay, or overridden by the later segments'
+                // records (see `replay`).
                 if let Err(e) = fs::remove_file(&seg.path) {
                     tracing::warn!(path = %seg.path.display(), error = %e, "cannot delete a purged Raft log segment");
                 }
@@ -392,19 +449,14 @@ fn replay(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
         .rev()
         .find(|&i| numbers[i - 1] + 1 != numbers[i])
         .unwrap_or(0);
+    let mut removed = live_from > 0;
     for &n in &numbers[..live_from] {
         let path = dir.join(segment_name(n));
         fs::remove_file(&path).map_err(io_err(format!("{}: remove", path.display())))?;
     }
     numbers.drain(..live_from);
     if numbers.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{}: the Raft log has no segment; restore the CP's prefix from a backup or remove it to rejoin the group empty",
-                dir.display()
-            ),
-        ));
+        return Err(damaged(dir, "no segment"));
     }
     let mut wal = Wal {
         dir: dir.to_path_buf(),
@@ -414,21 +466,21 @@ fn replay(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
         segment_bytes,
     };
     let last = *numbers.last().expect("not empty");
+    // Whether anything but zeros follows a segment's records.
+    let mut dirty_tails = BTreeMap::new();
     for n in numbers {
         let path = dir.join(segment_name(n));
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(io_err(format!("{}: open", path.display())))?;
-        let bytes = fs::read(&path).map_err(io_err(format!("{}: read", path.display())))?;
-        let end = replay_segment(&mut wal, n, &bytes, n == last)
-            .map_err(|why| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {why}; the Raft log is damaged: restore the CP's prefix from a backup, or remove it to rejoin the group empty", path.display()),
-                )
-            })?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(io_err(format!("{}: read", path.display())))?;
+        let end =
+            replay_segment(&mut wal, n, &bytes, n == last).map_err(|why| damaged(&path, &why))?;
+        dirty_tails.insert(n, bytes[end as usize..].iter().any(|&b| b != 0));
         wal.segments.insert(
             n,
             Segment {
@@ -445,32 +497,30 @@ fn replay(dir: &Path, segment_bytes: u64) -> io::Result<Wal> {
     let (&n, seg) = wal.segments.iter().next_back().expect("one segment");
     if seg.end == 0 {
         if wal.segments.len() == 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: no checkpoint at the start of the only segment; the Raft log is damaged: restore the CP's prefix from a backup, or remove it to rejoin the group empty", seg.path.display()),
+            return Err(damaged(
+                &seg.path,
+                "no checkpoint at the start of the only segment",
             ));
         }
         let seg = wal.segments.remove(&n).expect("present");
         fs::remove_file(&seg.path).map_err(io_err(format!("{}: remove", seg.path.display())))?;
+        removed = true;
     }
     // Past the last good record: a torn record, or records of a write cut short whose
     // first record tore. Zeroed before anything is appended, so that a later replay
     // never reads them after a new record that happens to end where one of them starts.
-    let (_, seg) = wal.current();
-    let file_len = seg
-        .file
-        .metadata()
-        .map_err(io_err(format!("{}: stat", seg.path.display())))?
-        .len();
-    if file_len > seg.end {
-        let zeros = vec![0u8; (file_len - seg.end) as usize];
+    // (A clean shutdown leaves only zeros there: nothing to write.)
+    let (n, seg) = wal.current();
+    if dirty_tails.get(n) == Some(&true) {
+        let zeros = vec![0u8; (seg.written - seg.end) as usize];
         seg.file
             .write_all_at(&zeros, seg.end)
             .and_then(|()| seg.file.sync_data())
             .map_err(io_err(format!("{}: write", seg.path.display())))?;
     }
-    seg.written = file_len;
-    sync_dir(dir).map_err(io_err(format!("{}: sync", dir.display())))?;
+    if removed {
+        sync_dir(dir).map_err(io_err(format!("{}: sync", dir.display())))?;
+    }
     Ok(wal)
 }
 
@@ -492,49 +542,30 @@ fn replay_segment(wal: &mut Wal, n: u64, bytes: &[u8], last: bool) -> Result<u64
             _ if last => return Ok(at as u64),
             _ => return Err(format!("record at byte {at} is damaged")),
         };
-        let kind = Kind::from_u8(body[0]);
         let payload = &body[1..];
         let bad = |e: postcard::Error| format!("record at byte {at}: {e}");
-        match kind {
+        let effect = match Kind::from_u8(body[0]) {
             Some(Kind::Checkpoint) => {
-                let c: Checkpoint = postcard::from_bytes(payload).map_err(bad)?;
-                if let Some(p) = c.purged {
-                    // Entries of a deleted segment that came back after a crash.
-                    wal.entries = wal.entries.split_off(&(p.index + 1));
-                }
-                wal.meta = c;
+                Effect::Checkpoint(postcard::from_bytes(payload).map_err(bad)?)
             }
             Some(Kind::Entry) => {
                 let e: Entry = postcard::from_bytes(payload).map_err(bad)?;
-                let index = e.log_id.index;
-                // Entries come in order; one below the last means a truncate the
-                // record of which was not needed (re-append after a conflict).
-                wal.entries.split_off(&index);
-                wal.entries.insert(
-                    index,
-                    Loc {
-                        log_id: e.log_id,
-                        segment: n,
-                        offset: (at + HEADER) as u64,
-                        len: len as u32,
-                    },
-                );
+                Effect::Entry(Loc {
+                    log_id: e.log_id,
+                    segment: n,
+                    offset: (at + HEADER) as u64,
+                    len: len as u32,
+                })
             }
-            Some(Kind::Vote) => wal.meta.vote = Some(postcard::from_bytes(payload).map_err(bad)?),
-            Some(Kind::Committed) => {
-                wal.meta.committed = postcard::from_bytes(payload).map_err(bad)?
-            }
-            Some(Kind::Truncate) => {
-                let from: u64 = postcard::from_bytes(payload).map_err(bad)?;
-                wal.entries.split_off(&from);
-            }
-            Some(Kind::Purge) => {
-                let upto: LogId = postcard::from_bytes(payload).map_err(bad)?;
-                wal.entries = wal.entries.split_off(&(upto.index + 1));
-                wal.meta.purged = Some(upto);
-            }
+            Some(Kind::Vote) => Effect::Vote(postcard::from_bytes(payload).map_err(bad)?),
+            Some(Kind::Committed) => Effect::Committed(postcard::from_bytes(payload).map_err(bad)?),
+            Some(Kind::Truncate) => Effect::Truncate {
+                from: postcard::from_bytes(payload).map_err(bad)?,
+            },
+            Some(Kind::Purge) => Effect::Purge(postcard::from_bytes(payload).map_err(bad)?),
             None => return Err(format!("record at byte {at} has unknown kind {}", body[0])),
-        }
+        };
+        wal.apply(effect);
         at += HEADER + len;
     }
 }
@@ -598,13 +629,9 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut bytes = Vec::new();
-        record(Kind::Vote, &encode(vote), &mut bytes);
-        self.write(bytes, true)
+        self.put(Kind::Vote, &encode(vote), true, Effect::Vote(*vote))
             .await
-            .map_err(|e| StorageIOError::write_vote(&e))?;
-        self.lock().meta.vote = Some(*vote);
-        Ok(())
+            .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -612,14 +639,11 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let mut bytes = Vec::new();
-        record(Kind::Committed, &encode(&committed), &mut bytes);
         // Not synced: see the module comment.
-        self.write(bytes, false)
+        let effect = Effect::Committed(committed);
+        self.put(Kind::Committed, &encode(&committed), false, effect)
             .await
-            .map_err(|e| StorageIOError::<u64>::write(&e))?;
-        self.lock().meta.committed = committed;
-        Ok(())
+            .map_err(|e| StorageIOError::<u64>::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -650,16 +674,12 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
             Ok((segment, at)) => {
                 let mut wal = self.lock();
                 for (log_id, start, len) in spans {
-                    wal.entries.split_off(&log_id.index);
-                    wal.entries.insert(
-                        log_id.index,
-                        Loc {
-                            log_id,
-                            segment,
-                            offset: at + (start + HEADER) as u64,
-                            len: (len - HEADER) as u32,
-                        },
-                    );
+                    wal.apply(Effect::Entry(Loc {
+                        log_id,
+                        segment,
+                        offset: at + (start + HEADER) as u64,
+                        len: (len - HEADER) as u32,
+                    }));
                 }
                 drop(wal);
                 // Acknowledged only once on disk: openraft counts this node then.
@@ -675,25 +695,22 @@ impl RaftLogStorage<TypeConfig> for WalLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut bytes = Vec::new();
-        record(Kind::Truncate, &encode(&log_id.index), &mut bytes);
-        self.write(bytes, true)
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.lock().entries.split_off(&log_id.index);
-        Ok(())
+        let from = log_id.index;
+        self.put(
+            Kind::Truncate,
+            &encode(&from),
+            true,
+            Effect::Truncate { from },
+        )
+        .await
+        .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut bytes = Vec::new();
-        record(Kind::Purge, &encode(&log_id), &mut bytes);
-        self.write(bytes, true)
+        self.put(Kind::Purge, &encode(&log_id), true, Effect::Purge(log_id))
             .await
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        let mut wal = self.lock();
-        wal.entries = wal.entries.split_off(&(log_id.index + 1));
-        wal.meta.purged = Some(log_id);
-        wal.drop_purged_segments();
+        self.lock().drop_purged_segments();
         Ok(())
     }
 }

@@ -781,38 +781,25 @@ fn print_table(title: &str, rows: &[(String, Sample)], ratios: &[(usize, usize, 
         );
     }
     println!(
-        "\nquiet wrk windows only (core {SERVER_CORE} others <= {BUSY_FLAG_PCT}%, steal <= {STEAL_FLAG_PCT}%), medians:"
+        "\nquiet wrk windows only (core {SERVER_CORE} others <= {BUSY_FLAG_PCT}%, steal <= {STEAL_FLAG_PCT}%), medians; and CPU per request over the origin's in the same window (the VM's speed factored out), medians of all windows:"
     );
     for (name, s) in rows {
         println!(
-            "  {:<LABEL$} {}/{} quiet  RPS {:>8}  CPU µs/req {:>6}",
+            "  {:<LABEL$} {:>5} quiet  RPS {:>8}  CPU µs/req {:>6}  over the origin's {:>5}",
             name,
-            s.wrk_quiet,
-            s.wrk_windows,
+            format!("{}/{}", s.wrk_quiet, s.wrk_windows),
             cell(s.quiet_rps, 0),
-            cell(s.quiet_cpu_us, 1)
+            cell(s.quiet_cpu_us, 1),
+            cell(s.per_origin, 2)
         );
     }
     for (a, b, label) in ratios {
         let (x, y) = (&rows[*a].1, &rows[*b].1);
         println!(
-            "  {:<LABEL$}           RPS {:>8}  CPU µs/req {:>6}",
+            "  {:<LABEL$}              RPS {:>8}  CPU µs/req {:>6}  over the origin's {:>5}",
             label,
             ratio(x.quiet_rps, y.quiet_rps),
-            ratio(x.quiet_cpu_us, y.quiet_cpu_us)
-        );
-    }
-    println!("\nCPU per request over the origin's in the same wrk window (the VM's speed factored out), medians of all windows:");
-    for (name, s) in rows {
-        if !s.per_origin.is_nan() {
-            println!("  {:<LABEL$} {:>6}", name, cell(s.per_origin, 2));
-        }
-    }
-    for (a, b, label) in ratios {
-        let (x, y) = (&rows[*a].1, &rows[*b].1);
-        println!(
-            "  {:<LABEL$} {:>6}",
-            label,
+            ratio(x.quiet_cpu_us, y.quiet_cpu_us),
             ratio(x.per_origin, y.per_origin)
         );
     }

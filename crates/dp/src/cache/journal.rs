@@ -217,13 +217,16 @@ fn limit(base_len: u64) -> u64 {
 
 /// The base named by the journal's header, if it has a valid one.
 pub fn base_of(path: &Path) -> Result<Option<Point>, CacheError> {
-    let mut bytes = [0u8; HEADER_LEN as usize];
-    let read = match File::open(path) {
-        Ok(mut f) => read_up_to(&mut f, &mut bytes).map_err(CacheError::io(path, "read"))?,
+    let mut bytes = Vec::with_capacity(HEADER_LEN as usize);
+    match File::open(path) {
+        Ok(f) => f
+            .take(HEADER_LEN)
+            .read_to_end(&mut bytes)
+            .map_err(CacheError::io(path, "read"))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(CacheError::io(path, "open")(e)),
     };
-    Ok(parse_header(&bytes[..read]).map(|(_, base)| base))
+    Ok(parse_header(&bytes).map(|(_, base)| base))
 }
 
 /// Makes the journal extend nothing, durably: its header is zeroed.
@@ -398,17 +401,6 @@ fn record_sum(nonce: u64, len: &[u8], payload: &[u8]) -> [u8; SUM_LEN] {
     let mut sum = [0u8; SUM_LEN];
     sum.copy_from_slice(&h.finalize()[..SUM_LEN]);
     sum
-}
-
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut read = 0;
-    while read < buf.len() {
-        match f.read(&mut buf[read..])? {
-            0 => break,
-            n => read += n,
-        }
-    }
-    Ok(read)
 }
 
 #[cfg(test)]

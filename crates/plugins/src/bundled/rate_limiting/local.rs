@@ -99,11 +99,7 @@ impl LocalCounters {
 
     /// The count of `key` at `now` (Unix seconds).
     pub fn get(&self, key: &Key, now: i64) -> u64 {
-        self.shard(key)
-            .map
-            .get(key)
-            .filter(|c| c.expires_at > now)
-            .map_or(0, |c| c.n)
+        self.shard(key).count(key, now)
     }
 
     /// Adds one to `key`, whose window ends at `expires_at`; returns the new count.
@@ -121,12 +117,7 @@ impl LocalCounters {
         allow: impl FnOnce(u64) -> (bool, T),
     ) -> T {
         let mut shard = self.shard(key);
-        let count = shard
-            .map
-            .get(key)
-            .filter(|c| c.expires_at > now)
-            .map_or(0, |c| c.n);
-        let (counted, out) = allow(count);
+        let (counted, out) = allow(shard.count(key, now));
         if counted {
             shard.incr(key, expires_at, now, self.per_shard);
         }
@@ -147,36 +138,42 @@ impl LocalCounters {
 }
 
 impl Shard {
+    fn count(&self, key: &Key, now: i64) -> u64 {
+        self.map
+            .get(key)
+            .filter(|c| c.expires_at > now)
+            .map_or(0, |c| c.n)
+    }
+
     fn incr(&mut self, key: &Key, expires_at: i64, now: i64, per_shard: usize) -> u64 {
-        let shard = self;
-        if let Some(c) = shard.map.get_mut(key) {
+        if let Some(c) = self.map.get_mut(key) {
             if c.expires_at > now {
                 c.n += 1;
                 return c.n;
             }
             c.n = 1;
             c.expires_at = expires_at;
-            shard.earliest = shard.earliest.min(expires_at);
+            self.earliest = self.earliest.min(expires_at);
             return 1;
         }
-        if now >= shard.earliest {
-            shard.map.retain(|_, c| c.expires_at > now);
-            shard.earliest = shard
+        if now >= self.earliest {
+            self.map.retain(|_, c| c.expires_at > now);
+            self.earliest = self
                 .map
                 .values()
                 .map(|c| c.expires_at)
                 .min()
                 .unwrap_or(i64::MAX);
         }
-        if shard.map.len() >= per_shard {
+        if self.map.len() >= per_shard {
             // Every counter here is live: one of them goes (which one does not matter
             // for a bound, and finding the oldest would cost a scan per insert).
-            if let Some(victim) = shard.map.keys().next().cloned() {
-                shard.map.remove(&victim);
+            if let Some(victim) = self.map.keys().next().cloned() {
+                self.map.remove(&victim);
             }
         }
-        shard.map.insert(key.clone(), Count { n: 1, expires_at });
-        shard.earliest = shard.earliest.min(expires_at);
+        self.map.insert(key.clone(), Count { n: 1, expires_at });
+        self.earliest = self.earliest.min(expires_at);
         1
     }
 }
