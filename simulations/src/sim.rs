@@ -153,6 +153,15 @@ pub struct Runner<'a> {
     /// order. A pair stays here (count 0) once it was lossy, to know its link has a rate.
     lossy: BTreeMap<(String, String), (u32, f64)>,
     cut_off_routes: invariants::cut_off_routes::Probes,
+    /// Bumped whenever a link is blocked or unblocked or a host goes down or comes up.
+    topology: u64,
+    /// The `topology` the cut-off state of the DPs was last looked at for.
+    topology_seen: u64,
+    /// Per DP: it was not cut off (it could reach a CP, or it was down) at some moment
+    /// since the last check. Checks run every `CHECK_EVERY`, and a partition may heal and
+    /// another begin between two of them; the DP may have synced in that gap, so its
+    /// cut-off window ends there.
+    reached: Vec<bool>,
 }
 
 impl<'a> Runner<'a> {
@@ -233,6 +242,9 @@ impl<'a> Runner<'a> {
             violations: Vec::new(),
             served_seen: vec![0; dps.len()],
             cut_offs: CutOffs::new(dps.len()),
+            topology: 0,
+            topology_seen: 0,
+            reached: vec![false; dps.len()],
             next_check: Duration::ZERO,
             raft_views: vec![None; sc.all_cps()],
             operator: Operator {
@@ -293,6 +305,7 @@ impl<'a> Runner<'a> {
         if self.accepting {
             self.fire_faults(now);
         }
+        self.note_reachability();
         self.drive_clients(now);
         self.drive_operator(now);
         if now >= self.next_check {
@@ -334,6 +347,7 @@ impl<'a> Runner<'a> {
             .or_insert(0);
         *n += 1;
         if *n == 1 {
+            self.topology += 1;
             self.sim.partition_oneway(from, to);
             self.sync_loss(from, to);
         }
@@ -344,6 +358,7 @@ impl<'a> Runner<'a> {
         if let Some(n) = self.blocked.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
+                self.topology += 1;
                 self.blocked.remove(&key);
                 self.sim.repair_oneway(from, to);
                 self.sync_loss(from, to);
@@ -402,6 +417,7 @@ impl<'a> Runner<'a> {
         if *n > 1 {
             return;
         }
+        self.topology += 1;
         self.sim.crash(host);
         if let Some(c) = self.cps.iter().find(|c| cp_name(c.index) == host) {
             c.crashed();
@@ -431,8 +447,33 @@ impl<'a> Runner<'a> {
         if let Some(n) = self.down.get_mut(host) {
             *n -= 1;
             if *n == 0 {
+                self.topology += 1;
                 self.down.remove(host);
                 self.sim.bounce(host);
+            }
+        }
+    }
+
+    /// Whether DP `i` is running and can reach no CP: each is down or blocked either way.
+    fn is_cut_off(&self, i: usize) -> bool {
+        let dp = dp_name(i);
+        !self.is_down(&dp)
+            && (0..self.cps.len()).all(|c| {
+                let cp = cp_name(c);
+                self.is_down(&cp) || self.is_blocked(&cp, &dp) || self.is_blocked(&dp, &cp)
+            })
+    }
+
+    /// After faults began or ended: marks the DPs that can reach a CP now (see
+    /// `reached`).
+    fn note_reachability(&mut self) {
+        if self.topology == self.topology_seen {
+            return;
+        }
+        self.topology_seen = self.topology;
+        for i in 0..self.dps.len() {
+            if !self.is_cut_off(i) {
+                self.reached[i] = true;
             }
         }
     }
@@ -941,13 +982,13 @@ impl<'a> Runner<'a> {
         }
         // Cut-off DPs keep serving their last config.
         for i in 0..self.dps.len() {
-            let dp = dp_name(i);
-            let up = !self.is_down(&dp);
-            let cut = up
-                && (0..self.cps.len()).all(|c| {
-                    let cp = cp_name(c);
-                    self.is_down(&cp) || self.is_blocked(&cp, &dp) || self.is_blocked(&dp, &cp)
-                });
+            let up = !self.is_down(&dp_name(i));
+            let cut = self.is_cut_off(i);
+            if std::mem::take(&mut self.reached[i]) {
+                // A window that spans a moment of reachability is two windows.
+                self.cut_offs.close(i);
+                self.cut_off_routes.close(i);
+            }
             let current = if up { self.dps[i].current() } else { None };
             let incarnation = *self.dps[i].incarnation.lock().expect("lock");
             if let Some(detail) =

@@ -104,6 +104,18 @@ fn a_stale_follower_does_not_roll_dps_back() {
     }
 }
 
+/// dp5 was cut off from every CP by one fault and kept cut off by a partition that began
+/// just before it ended; that partition healed at 21.946 s and another cut dp5 off at
+/// 22.005 s. In those 59 ms dp5 synced from v15 to v93, as it should, but the cut-off
+/// checks sample every 250 ms, saw one window from 12.255 s on and flagged the change
+/// (found by seeds 200..1400; seed 397). A window now ends at any moment a DP could
+/// reach a CP, sampled or not.
+#[test]
+fn a_dp_reachable_between_two_checks_is_not_cut_off_across_them() {
+    let r = sim(&["--seed", "397"]);
+    assert!(r.ok, "{}", r.out);
+}
+
 /// Runs seeds with `bug` armed until one fails; that failure must name `invariants`.
 fn caught(bug: &str, invariants: &[&str]) {
     let r = sim(&[

@@ -1,7 +1,8 @@
 //! A cut-off DP keeps serving its last config: while a running DP can reach no CP (all
 //! partitioned away or down), what it serves does not change — not emptied, not rolled
-//! back, not replaced. Sampled every check; a second of grace at the start lets messages
-//! already on the wire land.
+//! back, not replaced. Sampled every check; a window ends wherever the DP could reach a
+//! CP, also between two checks, and a second of grace at its start lets messages already
+//! on the wire land.
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ pub struct Window<R> {
 
 /// The cut-off windows of every DP: opened when a running DP reaches no CP, opened
 /// afresh when it restarts while cut off (it serves from its cache then), closed when it
-/// is reachable again or not running. Shared by the invariants that compare a cut-off
+/// is reachable again or not running, also for a moment between two samples (`close`). Shared by the invariants that compare a cut-off
 /// DP with itself.
 pub struct Windows<R> {
     open: Vec<Option<Window<R>>>,
@@ -31,6 +32,11 @@ impl<R> Windows<R> {
         Windows {
             open: (0..dps).map(|_| None).collect(),
         }
+    }
+
+    /// Ends DP `i`'s window: it could reach a CP at some moment since the last sample.
+    pub fn close(&mut self, i: usize) {
+        self.open[i] = None;
     }
 
     /// One sample of DP `i`: its window once past the grace, else None.
@@ -71,6 +77,11 @@ impl CutOffs {
             windows: Windows::new(dps),
             checked: 0,
         }
+    }
+
+    /// Ends DP `i`'s window (see [`Windows::close`]).
+    pub fn close(&mut self, i: usize) {
+        self.windows.close(i);
     }
 
     /// One sample of DP `i`: whether it is cut off now and what it serves.

@@ -175,6 +175,11 @@ impl Probes {
         }
     }
 
+    /// Ends DP `i`'s window (see [`Windows::close`]).
+    pub fn close(&mut self, i: usize) {
+        self.windows.close(i);
+    }
+
     /// One sample of DP `i`: whether it is cut off now and the config it holds.
     pub fn observe(
         &mut self,
