@@ -25,8 +25,9 @@
 //!   instead of being hidden by the generator waiting (coordinated omission).
 //! - Added hop latency: one connection, one request at a time, with every process allowed
 //!   on both cores; p50 through the proxy minus p50 straight to the origin, in rounds of
-//!   short windows (the origin and every proxy back to back, the order rotating), median
-//!   over the rounds, so the VM's drift between moments cancels.
+//!   short windows (the origin and every proxy back to back, the order rotating and
+//!   reversed every other round), median over the rounds, so the VM's drift between
+//!   moments cancels.
 //! - How busy the machine was in each window, from /proc/stat: CPU of core 1 used by
 //!   anything but the proxy and the origin, core 0, and steal; a window is flagged `!`
 //!   (disturbed) above 10% others or 5% steal. Each table is followed by the medians of
@@ -689,7 +690,8 @@ impl Bench {
 
     /// Added hop latency for each target (NaN for the origin itself): rounds of short
     /// one-connection windows, the origin straight and every proxy back to back in an
-    /// order that rotates each round, every process allowed on both cores. A round gives
+    /// order that rotates each round and is reversed every other one, every process
+    /// allowed on both cores. A round gives
     /// each proxy's p50 minus the origin's from the same round, so how fast the shared
     /// VM ran, which drifts over seconds, cancels out; the figure is the median over the
     /// rounds. (Measured once per proxy at different moments, the same build gave 0.97×
@@ -743,6 +745,13 @@ impl Bench {
                 .collect();
             let n = order.len();
             order.rotate_left(round % n);
+            // Reversed every other round, so that each proxy's window follows the
+            // origin's as often as it precedes it: with rotation alone one proxy would
+            // mostly come just after the origin and another just before, and a steady
+            // drift would move their medians apart.
+            if round % 2 == 1 {
+                order.reverse();
+            }
             let mut p50s = vec![f64::NAN; targets.len()];
             let mut straight = f64::NAN;
             for o in order {

@@ -21,8 +21,8 @@ pub struct Window<R> {
 
 /// The cut-off windows of every DP: opened when a running DP reaches no CP, opened
 /// afresh when it restarts while cut off (it serves from its cache then), closed when it
-/// is reachable again or not running, also for a moment between two samples (`close`). Shared by the invariants that compare a cut-off
-/// DP with itself.
+/// is reachable again or not running, also for a moment between two samples (`close`).
+/// Shared by the invariants that compare a cut-off DP with itself.
 pub struct Windows<R> {
     open: Vec<Option<Window<R>>>,
 }
