@@ -694,8 +694,8 @@ impl Bench {
     /// allowed on both cores. A round gives
     /// each proxy's p50 minus the origin's from the same round, so how fast the shared
     /// VM ran, which drifts over seconds, cancels out; the figure is the median over the
-    /// rounds. (Measured once per proxy at different moments, the same build gave 0.97×
-    /// and 1.51× nginx's in two runs.)
+    /// rounds. (Measured once per proxy at different moments, two runs with the same
+    /// plain route read 0.97× and 1.51× nginx's.)
     fn hops(
         &mut self,
         targets: &[Target],
