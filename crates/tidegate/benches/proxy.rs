@@ -691,11 +691,10 @@ impl Bench {
     /// Added hop latency for each target (NaN for the origin itself): rounds of short
     /// one-connection windows, the origin straight and every proxy back to back in an
     /// order that rotates each round and is reversed every other one, every process
-    /// allowed on both cores. A round gives
-    /// each proxy's p50 minus the origin's from the same round, so how fast the shared
-    /// VM ran, which drifts over seconds, cancels out; the figure is the median over the
-    /// rounds. (Measured once per proxy at different moments, two runs with the same
-    /// plain route read 0.97× and 1.51× nginx's.)
+    /// allowed on both cores. A round gives each proxy's p50 minus the origin's from the
+    /// same round, so how fast the shared VM ran, which drifts over seconds, cancels out;
+    /// the figure is the median over the rounds. (Measured once per proxy at different
+    /// moments, two runs with the same plain route read 0.97× and 1.51× nginx's.)
     fn hops(
         &mut self,
         targets: &[Target],
