@@ -153,10 +153,9 @@ pub struct Runner<'a> {
     /// order. A pair stays here (count 0) once it was lossy, to know its link has a rate.
     lossy: BTreeMap<(String, String), (u32, f64)>,
     cut_off_routes: invariants::cut_off_routes::Probes,
-    /// Bumped whenever a link is blocked or unblocked or a host goes down or comes up.
-    topology: u64,
-    /// The `topology` the cut-off state of the DPs was last looked at for.
-    topology_seen: u64,
+    /// A link was blocked or unblocked, or a host went down or came up, since the DPs'
+    /// reachability was last looked at.
+    topology_changed: bool,
     /// Per DP: it was not cut off (it could reach a CP, or it was down) at some moment
     /// since the last check. Checks run every `CHECK_EVERY`, and a partition may heal and
     /// another begin between two of them; the DP may have synced in that gap, so its
@@ -242,8 +241,7 @@ impl<'a> Runner<'a> {
             violations: Vec::new(),
             served_seen: vec![0; dps.len()],
             cut_offs: CutOffs::new(dps.len()),
-            topology: 0,
-            topology_seen: 0,
+            topology_changed: false,
             reached: vec![false; dps.len()],
             next_check: Duration::ZERO,
             raft_views: vec![None; sc.all_cps()],
@@ -347,7 +345,7 @@ impl<'a> Runner<'a> {
             .or_insert(0);
         *n += 1;
         if *n == 1 {
-            self.topology += 1;
+            self.topology_changed = true;
             self.sim.partition_oneway(from, to);
             self.sync_loss(from, to);
         }
@@ -358,7 +356,7 @@ impl<'a> Runner<'a> {
         if let Some(n) = self.blocked.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                self.topology += 1;
+                self.topology_changed = true;
                 self.blocked.remove(&key);
                 self.sim.repair_oneway(from, to);
                 self.sync_loss(from, to);
@@ -417,7 +415,7 @@ impl<'a> Runner<'a> {
         if *n > 1 {
             return;
         }
-        self.topology += 1;
+        self.topology_changed = true;
         self.sim.crash(host);
         if let Some(c) = self.cps.iter().find(|c| cp_name(c.index) == host) {
             c.crashed();
@@ -447,7 +445,7 @@ impl<'a> Runner<'a> {
         if let Some(n) = self.down.get_mut(host) {
             *n -= 1;
             if *n == 0 {
-                self.topology += 1;
+                self.topology_changed = true;
                 self.down.remove(host);
                 self.sim.bounce(host);
             }
@@ -467,10 +465,9 @@ impl<'a> Runner<'a> {
     /// After faults began or ended: marks the DPs that can reach a CP now (see
     /// `reached`).
     fn note_reachability(&mut self) {
-        if self.topology == self.topology_seen {
+        if !std::mem::take(&mut self.topology_changed) {
             return;
         }
-        self.topology_seen = self.topology;
         for i in 0..self.dps.len() {
             if !self.is_cut_off(i) {
                 self.reached[i] = true;
