@@ -97,9 +97,13 @@ pub struct SendFailure {
 /// An idle HTTP/1.1 connection, its write limit, and when it became idle.
 type Idle = (http1::SendRequest<ProxyBody>, Limit, Instant);
 
+/// Looked up twice per proxied request (checkout and return): foldhash rather than
+/// SipHash. Keys come from the config, not from clients.
+type ByKey<V> = HashMap<PoolKey, V, foldhash::fast::RandomState>;
+
 pub struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    shared: Mutex<HashMap<PoolKey, (http2::SendRequest<ProxyBody>, Limit)>>,
+    idle: Mutex<ByKey<Vec<Idle>>>,
+    shared: Mutex<ByKey<(http2::SendRequest<ProxyBody>, Limit)>>,
     max_idle_per_key: usize,
     idle_timeout: Duration,
 }
@@ -109,8 +113,8 @@ pub struct Pool {
 impl Pool {
     pub fn new(max_idle_per_key: usize, idle_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
-            shared: Mutex::new(HashMap::new()),
+            idle: Mutex::new(ByKey::default()),
+            shared: Mutex::new(ByKey::default()),
             max_idle_per_key,
             idle_timeout,
         })

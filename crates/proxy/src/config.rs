@@ -25,7 +25,8 @@ pub struct ProxyConfig {
     pub version: u64,
     pub hash: String,
     pub router: Router,
-    pub services: HashMap<Uuid, Arc<ServiceInfo>>,
+    /// Looked up once per request: foldhash rather than SipHash (ids from the config).
+    pub services: HashMap<Uuid, Arc<ServiceInfo>, foldhash::fast::RandomState>,
     /// Balancers by upstream name.
     pub balancers: HashMap<String, Arc<Balancer>>,
     pub certs: CertMap,
@@ -149,7 +150,7 @@ impl ProxyConfig {
             balancers.insert(u.name.clone(), b);
         }
 
-        let mut services = HashMap::new();
+        let mut services = HashMap::default();
         let mut enabled = std::collections::HashSet::new();
         let mut tls_cache: HashMap<u64, Arc<ClientConfig>> = HashMap::new();
         for e in state.iter_kind(EntityKind::Service) {

@@ -44,7 +44,9 @@ struct Series {
 
 #[derive(Default)]
 pub struct Metrics {
-    series: Mutex<HashMap<Key, Series>>,
+    /// Updated on every request: foldhash rather than SipHash. Keys are route and
+    /// service ids from the config.
+    series: Mutex<HashMap<Key, Series, foldhash::fast::RandomState>>,
 }
 
 impl Metrics {

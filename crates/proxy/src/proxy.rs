@@ -785,6 +785,8 @@ impl Cx<'_> {
         client: &Client,
     ) {
         let conn = self.conn;
+        // Up to seven names added: one growth of the map instead of several.
+        h.reserve(7);
         let mut prior = h.get_all(&X_FORWARDED_FOR).iter().peekable();
         let xff = if prior.peek().is_none() {
             client.value.clone()
@@ -833,6 +835,10 @@ impl Cx<'_> {
 
     fn response_headers(&self, h: &mut HeaderMap, upstream: Duration, proxy: Duration) {
         let o = &self.inner.options;
+        // Via, two latencies and the request id (added by `handle`).
+        h.reserve(4);
+        // Via, two latencies and the request id (added by `handle`).
+        h.reserve(4);
         if o.server_tokens {
             let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
                 Some(prior) => HeaderValue::from_str(&format!("{prior}, {VIA}")).ok(),
@@ -1073,36 +1079,64 @@ fn is_upgrade(h: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers and those the `Connection` header names. `TE: trailers`
 /// stays (gRPC needs it); `Upgrade` stays on an upgrade.
 fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of them: one pass over the names decides that without
-    // hashing each hop-by-hop name into the map.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // Most messages carry at most `Connection`: one pass over the names finds which
+    // hop-by-hop names are there, and only those are hashed into the map to remove.
+    let mut present = 0u8;
+    for k in h.keys() {
+        if let Some(i) = hop_by_hop_index(k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let keep_te = h
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
-    // Names the `Connection` header lists beyond the usual ones; the Vec allocates only
-    // when there is one (`Connection: keep-alive` or `close` is the common case).
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.eq_ignore_ascii_case("close"))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| !HOP_BY_HOP.contains(n))
-        .collect();
-    for name in named {
-        h.remove(name);
+    let has = |name: &HeaderName| hop_by_hop_index(name).is_some_and(|i| present & (1 << i) != 0);
+    let keep_te = has(&header::TE)
+        && h.get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
+    if has(&header::CONNECTION) {
+        // Names the `Connection` header lists beyond the usual ones; the Vec allocates
+        // only when there is one (`Connection: keep-alive` or `close` is the common case).
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| hop_by_hop_index(n).is_none())
+            .collect();
+        for name in named {
+            h.remove(name);
+        }
     }
-    for name in &HOP_BY_HOP {
-        if (upgrade && *name == header::UPGRADE) || (keep_te && *name == header::TE) {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) == 0
+            || (upgrade && *name == header::UPGRADE)
+            || (keep_te && *name == header::TE)
+        {
             continue;
         }
         h.remove(name);
     }
+}
+
+/// Where `name` is in [`HOP_BY_HOP`]. A match on the name's text (a length check, then
+/// at most one comparison) rather than comparing `HeaderName`s one by one: it runs for
+/// every header of every request and response.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        _ => return None,
+    })
 }
 
 /// `host:port`, the port left out when it is the scheme's default (Kong's
@@ -1148,30 +1182,43 @@ fn escape_path(path: &str) -> String {
     out
 }
 
+// Consts, so that each name is built at compile time: `HeaderName::from_static` in a
+// function body validates and lowercases the name on every request.
+const X_TIDEGATE_UPSTREAM_LATENCY: HeaderName =
+    HeaderName::from_static("x-tidegate-upstream-latency");
+const X_KONG_UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-kong-upstream-latency");
+const X_TIDEGATE_PROXY_LATENCY: HeaderName = HeaderName::from_static("x-tidegate-proxy-latency");
+const X_KONG_PROXY_LATENCY: HeaderName = HeaderName::from_static("x-kong-proxy-latency");
+const X_TIDEGATE_RESPONSE_LATENCY: HeaderName =
+    HeaderName::from_static("x-tidegate-response-latency");
+const X_KONG_RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-kong-response-latency");
+const X_TIDEGATE_REQUEST_ID: HeaderName = HeaderName::from_static("x-tidegate-request-id");
+const X_KONG_REQUEST_ID: HeaderName = HeaderName::from_static("x-kong-request-id");
+
 impl HeaderNaming {
     fn upstream_latency(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            HeaderNaming::Tidegate => "x-tidegate-upstream-latency",
-            HeaderNaming::Kong => "x-kong-upstream-latency",
-        })
+        match self {
+            HeaderNaming::Tidegate => X_TIDEGATE_UPSTREAM_LATENCY,
+            HeaderNaming::Kong => X_KONG_UPSTREAM_LATENCY,
+        }
     }
     fn proxy_latency(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            HeaderNaming::Tidegate => "x-tidegate-proxy-latency",
-            HeaderNaming::Kong => "x-kong-proxy-latency",
-        })
+        match self {
+            HeaderNaming::Tidegate => X_TIDEGATE_PROXY_LATENCY,
+            HeaderNaming::Kong => X_KONG_PROXY_LATENCY,
+        }
     }
     fn response_latency(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            HeaderNaming::Tidegate => "x-tidegate-response-latency",
-            HeaderNaming::Kong => "x-kong-response-latency",
-        })
+        match self {
+            HeaderNaming::Tidegate => X_TIDEGATE_RESPONSE_LATENCY,
+            HeaderNaming::Kong => X_KONG_RESPONSE_LATENCY,
+        }
     }
     fn request_id(self) -> HeaderName {
-        HeaderName::from_static(match self {
-            HeaderNaming::Tidegate => "x-tidegate-request-id",
-            HeaderNaming::Kong => "x-kong-request-id",
-        })
+        match self {
+            HeaderNaming::Tidegate => X_TIDEGATE_REQUEST_ID,
+            HeaderNaming::Kong => X_KONG_REQUEST_ID,
+        }
     }
 }
 

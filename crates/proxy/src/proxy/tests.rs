@@ -40,6 +40,48 @@ fn hop_by_hop_headers_go() {
 }
 
 #[test]
+fn hop_by_hop_index_agrees_with_the_list() {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+    }
+    assert_eq!(hop_by_hop_index(&header::HOST), None);
+    assert_eq!(hop_by_hop_index(&HeaderName::from_static("x-te")), None);
+}
+
+#[test]
+fn hop_by_hop_only_what_is_there_and_what_connection_names() {
+    let names = |h: &HeaderMap| h.keys().map(|k| k.as_str().to_string()).collect::<Vec<_>>();
+    // Nothing hop-by-hop: untouched.
+    let mut h = HeaderMap::new();
+    h.insert("x-a", HeaderValue::from_static("1"));
+    strip_hop_by_hop(&mut h, false);
+    assert_eq!(names(&h), ["x-a"]);
+    // The usual `Connection: keep-alive` goes with the header itself; a TE other than
+    // `trailers` goes; on an upgrade, Upgrade stays.
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONNECTION,
+        HeaderValue::from_static("Keep-Alive, X-Other"),
+    );
+    h.insert("x-other", HeaderValue::from_static("1"));
+    h.insert(header::TE, HeaderValue::from_static("gzip"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+    h.insert("x-b", HeaderValue::from_static("1"));
+    strip_hop_by_hop(&mut h, true);
+    assert_eq!(names(&h), ["upgrade", "x-b"]);
+    // Only a Transfer-Encoding.
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    strip_hop_by_hop(&mut h, false);
+    assert_eq!(names(&h), ["content-type"]);
+}
+
+#[test]
 fn request_ids_are_32_hex_and_distinct() {
     let ids = RequestIds::new(42);
     let a = ids.next().as_str().to_string();
