@@ -1062,9 +1062,35 @@ fn is_grpc(h: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
+/// A latency header's value. Below a second it is one of a table made once, whose
+/// values are static: no allocation and no formatting on a request.
 fn millis(d: Duration) -> HeaderValue {
-    HeaderValue::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    static SMALL: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        // One string for the process's life: "0123...999", each value a slice of it.
+        let mut all = String::new();
+        let mut ends = Vec::with_capacity(SMALL_MILLIS);
+        for n in 0..SMALL_MILLIS {
+            all.push_str(&n.to_string());
+            ends.push(all.len());
+        }
+        let all: &'static str = Box::leak(all.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let v = HeaderValue::from_static(&all[start..end]);
+                start = end;
+                v
+            })
+            .collect()
+    });
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    match usize::try_from(ms).ok().and_then(|i| SMALL.get(i)) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(ms),
+    }
 }
+
+const SMALL_MILLIS: usize = 1000;
 
 fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)

@@ -82,6 +82,14 @@ fn hop_by_hop_only_what_is_there_and_what_connection_names() {
 }
 
 #[test]
+fn latency_values_from_the_table_and_beyond_it() {
+    for ms in [0u64, 1, 9, 10, 99, 100, 999, 1000, 12_345] {
+        assert_eq!(millis(Duration::from_millis(ms)), ms.to_string().as_str());
+    }
+    assert_eq!(millis(Duration::from_micros(1_500)), "1");
+}
+
+#[test]
 fn request_ids_are_32_hex_and_distinct() {
     let ids = RequestIds::new(42);
     let a = ids.next().as_str().to_string();
