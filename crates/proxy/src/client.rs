@@ -98,7 +98,9 @@ pub struct SendFailure {
 type Idle = (http1::SendRequest<ProxyBody>, Limit, Instant);
 
 /// Looked up twice per proxied request (checkout and return): foldhash rather than
-/// SipHash. Keys come from the config, not from clients.
+/// SipHash. Keys come from the config, except the SNI of a TLS service with
+/// `preserve_host`, which is the client's Host; foldhash's seed is random per process,
+/// so such keys cannot be chosen to collide ahead of time.
 type ByKey<V> = HashMap<PoolKey, V, foldhash::fast::RandomState>;
 
 pub struct Pool {

@@ -837,8 +837,6 @@ impl Cx<'_> {
         let o = &self.inner.options;
         // Via, two latencies and the request id (added by `handle`).
         h.reserve(4);
-        // Via, two latencies and the request id (added by `handle`).
-        h.reserve(4);
         if o.server_tokens {
             let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
                 Some(prior) => HeaderValue::from_str(&format!("{prior}, {VIA}")).ok(),
@@ -1209,7 +1207,7 @@ fn escape_path(path: &str) -> String {
 }
 
 // Consts, so that each name is built at compile time: `HeaderName::from_static` in a
-// function body validates and lowercases the name on every request.
+// function body checks the name, byte by byte, on every request.
 const X_TIDEGATE_UPSTREAM_LATENCY: HeaderName =
     HeaderName::from_static("x-tidegate-upstream-latency");
 const X_KONG_UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-kong-upstream-latency");

@@ -33,53 +33,70 @@ nginx_bin=$(command -v nginx)
 
 dir=$(mktemp -d)
 pids=()
+# The temp dir holds the logs: kept when the run failed, and its path printed.
 cleanup() {
+    local rc=$?
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$dir"
+    if [[ $rc -eq 0 ]]; then
+        rm -rf "$dir"
+    else
+        echo "failed; logs kept in $dir" >&2
+    fi
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# Polls until a URL answers 200; gives up after 60 s.
-wait_200() {
-    for _ in $(seq 1 600); do
-        curl -sf -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "no 200 from $1 within 60 s; logs in $dir" >&2
+fail() {
+    echo "$*" >&2
     exit 1
 }
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Polls until a URL answers 200 while process $2 lives; gives up after 180 s (a debug
+# build starting under valgrind on a busy 2-core machine is slow).
+wait_200() {
+    for _ in $(seq 1 1800); do
+        curl -sf -o /dev/null "$1" && return 0
+        kill -0 "$2" 2>/dev/null || fail "the process behind $1 exited before answering"
+        sleep 0.1
+    done
+    fail "no 200 from $1 within 180 s"
+}
+# The nginx settings both configs share; $1 names the pid and error log files.
+nginx_common() {
+    echo "daemon off; master_process off; worker_processes 1;"
+    echo "error_log \"$dir/$1.err\" warn; pid \"$dir/$1.pid\"; events { worker_connections 1024; }"
+}
+http_common="access_log off; keepalive_timeout 300s; keepalive_requests 100000000;
+client_body_temp_path \"$dir/cb\"; proxy_temp_path \"$dir/pt\"; fastcgi_temp_path \"$dir/ft\";
+uwsgi_temp_path \"$dir/ut\"; scgi_temp_path \"$dir/st\";"
 
 origin=127.0.0.1:$(port)
-common="daemon off; master_process off; worker_processes 1; error_log $dir/%s.err warn;
-pid $dir/%s.pid; events { worker_connections 1024; }"
-http_common="access_log off; keepalive_timeout 300s; keepalive_requests 100000000;
-client_body_temp_path $dir/cb; proxy_temp_path $dir/pt; fastcgi_temp_path $dir/ft;
-uwsgi_temp_path $dir/ut; scgi_temp_path $dir/st;"
 {
-    printf "$common\n" origin origin
+    nginx_common origin
     echo "http { $http_common server { listen $origin; location / { return 200 \"hello\\n\"; } } }"
 } > "$dir/origin.conf"
-"$nginx_bin" -c "$dir/origin.conf" &
-pids+=($!)
-wait_200 "http://$origin/"
+"$nginx_bin" -c "$dir/origin.conf" > "$dir/origin.log" 2>&1 &
+opid=$!
+pids+=($opid)
+wait_200 "http://$origin/" "$opid"
 
 # Runs one proxy under callgrind and prints "requests instructions".
 measure() {
     local name=$1 url=$2 vpid=$3
-    wait_200 "$url"
+    wait_200 "$url" "$vpid"
     wrk -t1 -c50 -d2s "$url" >/dev/null
-    callgrind_control -i on "$vpid" >/dev/null 2>&1
+    callgrind_control -i on "$vpid" > "$dir/$name.control" 2>&1 || fail "callgrind_control -i on failed: $(cat "$dir/$name.control")"
     wrk -t1 -c50 -d"${secs}s" "$url" > "$dir/$name.wrk"
-    callgrind_control -d "$vpid" >/dev/null 2>&1
-    callgrind_control -i off "$vpid" >/dev/null 2>&1
+    callgrind_control -d "$vpid" > "$dir/$name.control" 2>&1 || fail "callgrind_control -d failed: $(cat "$dir/$name.control")"
+    callgrind_control -i off "$vpid" > "$dir/$name.control" 2>&1 || fail "callgrind_control -i off failed: $(cat "$dir/$name.control")"
+    # A proxy that answers errors is not measured. (Socket timeouts are not failures:
+    # under callgrind a debug build can take longer than wrk's 2 s for one request.)
+    ! grep -q "Non-2xx" "$dir/$name.wrk" || fail "$name answered errors: $(cat "$dir/$name.wrk")"
     local reqs ir
     reqs=$(awk '/requests in/ {print $1}' "$dir/$name.wrk")
     ir=$(callgrind_annotate "$dir/$name.cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-    if [[ -z "$reqs" || -z "$ir" || "$reqs" -eq 0 ]]; then
-        echo "$name: no count (wrk: ${reqs:-none}, instructions: ${ir:-none}); logs in $dir" >&2
-        exit 1
+    if [[ -z "$reqs" || -z "$ir" || "$reqs" -le 0 || "$ir" -le 0 ]]; then
+        fail "$name: no count (wrk: ${reqs:-none} requests, ${ir:-no} instructions)"
     fi
     echo "$reqs $ir"
 }
@@ -93,16 +110,20 @@ TIDEGATE_WORKER_THREADS=1 TIDEGATE_ADMIN_LISTEN=$admin TIDEGATE_PROXY_LISTEN=$pr
     "$TIDEGATE_BIN" start -p "$dir/tidegate" > "$dir/tidegate.log" 2>&1 &
 tpid=$!
 pids+=($tpid)
-wait_200 "http://$admin/status"
-curl -sf -o /dev/null -X POST "http://$admin/services" -d name=origin -d "url=http://$origin"
-curl -sf -o /dev/null -X POST "http://$admin/services/origin/routes" -d name=plain -d 'paths[]=/plain'
-read -r t_reqs t_ir < <(measure tidegate "http://$proxy/plain" "$tpid")
+wait_200 "http://$admin/status" "$tpid"
+curl -sf -o /dev/null -X POST "http://$admin/services" -d name=origin -d "url=http://$origin" ||
+    fail "could not create the service"
+curl -sf -o /dev/null -X POST "http://$admin/services/origin/routes" -d name=plain -d 'paths[]=/plain' ||
+    fail "could not create the route"
+# A command substitution, so that a failed measure fails the script.
+counts=$(measure tidegate "http://$proxy/plain" "$tpid")
+read -r t_reqs t_ir <<< "$counts"
 kill "$tpid"
 
 # nginx: one worker, upstream keepalive, the bench's proxy headers.
 nproxy=127.0.0.1:$(port)
 {
-    printf "$common\n" proxy proxy
+    nginx_common proxy
     echo "http { $http_common
   upstream origin { server $origin; keepalive 64; keepalive_requests 100000000; }
   server { listen $nproxy; location / { proxy_pass http://origin; proxy_http_version 1.1;
@@ -114,7 +135,8 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/nginx.cg
     "$nginx_bin" -c "$dir/proxy.conf" > "$dir/nginx.log" 2>&1 &
 npid=$!
 pids+=($npid)
-read -r n_reqs n_ir < <(measure nginx "http://$nproxy/plain" "$npid")
+counts=$(measure nginx "http://$nproxy/plain" "$npid")
+read -r n_reqs n_ir <<< "$counts"
 
 python3 - "$t_reqs" "$t_ir" "$n_reqs" "$n_ir" <<'EOF'
 import sys
