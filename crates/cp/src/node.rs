@@ -63,6 +63,9 @@ pub struct RaftNode {
     entropy: Arc<dyn Entropy>,
     /// The `plugins` setting; None: every bundled plugin.
     enabled_plugins: Option<Vec<String>>,
+    /// Held by the one membership change this node runs at a time; another one that
+    /// comes meanwhile is refused rather than queued.
+    member_change: tokio::sync::Mutex<()>,
 }
 
 fn uuid_from(bits: u128) -> Uuid {
@@ -89,6 +92,7 @@ impl RaftNode {
             clock,
             entropy,
             enabled_plugins: None,
+            member_change: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -326,6 +330,7 @@ impl Backend for RaftNode {
         id: u64,
         address: String,
     ) -> Result<ClusterStatus, MemberChangeError> {
+        let _one = self.one_member_change()?;
         self.require_leader()?;
         if address.rsplit_once(':').is_none() {
             return Err(MemberChangeError::Invalid(format!(
@@ -344,6 +349,7 @@ impl Backend for RaftNode {
     }
 
     async fn remove_member(&self, id: u64) -> Result<ClusterStatus, MemberChangeError> {
+        let _one = self.one_member_change()?;
         self.require_leader()?;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
@@ -374,10 +380,31 @@ impl Backend for RaftNode {
 }
 
 impl RaftNode {
+    /// Membership changes run one at a time on a node: two at once on the leader could
+    /// each pass [`Self::require_leader`] before the other's change lands.
+    fn one_member_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, MemberChangeError> {
+        self.member_change.try_lock().map_err(|_| {
+            MemberChangeError::Invalid(
+                "another membership change is running on this node; retry once it has finished"
+                    .into(),
+            )
+        })
+    }
+
     /// Membership changes run on the leader; elsewhere the answer names it.
     fn require_leader(&self) -> Result<(), MemberChangeError> {
         let m = self.raft.metrics().borrow().clone();
         if m.state == ServerState::Leader {
+            // A leader whose own removal is in the log leads on until it steps down, but
+            // it is no member: openraft must not append another membership on it (a
+            // debug assertion in openraft fires; the simulator found it, seed 4309).
+            if m.membership_config.membership().get_node(&m.id).is_none() {
+                return Err(membership_error(format!(
+                    "node {} still leads the group but a membership change removed it; it \
+                     steps down once that change commits",
+                    m.id
+                )));
+            }
             return Ok(());
         }
         let leader = m.current_leader.and_then(|id| {
