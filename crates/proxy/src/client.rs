@@ -104,18 +104,33 @@ type Idle = (http1::SendRequest<ProxyBody>, Limit, Instant);
 type ByKey<V> = HashMap<PoolKey, V, foldhash::fast::RandomState>;
 
 pub struct Pool {
-    idle: Mutex<ByKey<Vec<Idle>>>,
+    idle: Mutex<IdleSet>,
     shared: Mutex<ByKey<(http2::SendRequest<ProxyBody>, Limit)>>,
     max_idle_per_key: usize,
     idle_timeout: Duration,
 }
+
+/// Idle HTTP/1.1 connections by key, swept now and then: a key is only looked at again
+/// when a request goes its way, and keys come and go (targets leave the config, and a
+/// TLS service with `preserve_host` keys by the client's Host), so without the sweep a
+/// connection past its idle timeout, and its key, would stay for good.
+struct IdleSet {
+    by_key: ByKey<Vec<Idle>>,
+    swept: Instant,
+}
+
+/// How often returning a connection also sweeps the whole pool.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 // === impl Pool ===
 
 impl Pool {
     pub fn new(max_idle_per_key: usize, idle_timeout: Duration) -> Arc<Pool> {
         Arc::new(Pool {
-            idle: Mutex::new(ByKey::default()),
+            idle: Mutex::new(IdleSet {
+                by_key: ByKey::default(),
+                swept: Instant::now(),
+            }),
             shared: Mutex::new(ByKey::default()),
             max_idle_per_key,
             idle_timeout,
@@ -156,7 +171,7 @@ impl Pool {
             return None;
         }
         let mut idle = self.idle.lock().expect("pool lock poisoned");
-        let list = idle.get_mut(key)?;
+        let list = idle.by_key.get_mut(key)?;
         let now = Instant::now();
         while let Some((s, l, since)) = list.pop() {
             if s.is_ready() && !s.is_closed() && now - since < self.idle_timeout {
@@ -257,11 +272,32 @@ impl Pool {
     }
 
     fn put_idle(&self, key: PoolKey, s: http1::SendRequest<ProxyBody>, limit: Limit) {
+        let now = Instant::now();
         let mut idle = self.idle.lock().expect("pool lock poisoned");
-        let list = idle.entry(key).or_default();
+        let list = idle.by_key.entry(key).or_default();
         if list.len() < self.max_idle_per_key {
-            list.push((s, limit, Instant::now()));
+            list.push((s, limit, now));
         }
+        if now - idle.swept >= SWEEP_EVERY {
+            idle.swept = now;
+            let timeout = self.idle_timeout;
+            // Dropping a sender closes its connection.
+            idle.by_key.retain(|_, list| {
+                list.retain(|(s, _, since)| !s.is_closed() && now - *since < timeout);
+                !list.is_empty()
+            });
+            self.shared
+                .lock()
+                .expect("pool lock poisoned")
+                .retain(|_, (s, _)| !s.is_closed());
+        }
+    }
+
+    /// Keys with idle HTTP/1.1 connections, and those connections.
+    #[cfg(test)]
+    fn idle_counts(&self) -> (usize, usize) {
+        let idle = self.idle.lock().expect("pool lock poisoned");
+        (idle.by_key.len(), idle.by_key.values().map(Vec::len).sum())
     }
 }
 
@@ -357,5 +393,67 @@ where
             .map_err(ProxyError::Handshake)?;
         tokio::spawn(conn.with_upgrades());
         Ok(Sender::H1(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTP/1.1 sender over an in-memory pipe whose other end `peer` keeps open.
+    async fn sender() -> (http1::SendRequest<ProxyBody>, tokio::io::DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(1024);
+        let Sender::H1(s) = handshake(ours, false).await.expect("handshake") else {
+            unreachable!("asked for HTTP/1.1")
+        };
+        (s, peer)
+    }
+
+    fn key(host: &str) -> PoolKey {
+        PoolKey {
+            host: host.into(),
+            port: 80,
+            tls: None,
+            h2: false,
+            h2_write_timeout_ms: 0,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_past_their_idle_timeout_and_their_keys_are_swept() {
+        let pool = Pool::new(8, Duration::from_secs(60));
+        let (a, _pa) = sender().await;
+        let (b, _pb) = sender().await;
+        pool.put_idle(key("a"), a, Limit::new(0.into()));
+        pool.put_idle(key("b"), b, Limit::new(0.into()));
+        assert_eq!(pool.idle_counts(), (2, 2));
+        // Within the idle timeout a return sweeps nothing that is still good.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let (c, _pc) = sender().await;
+        pool.put_idle(key("c"), c, Limit::new(0.into()));
+        assert_eq!(pool.idle_counts(), (3, 3));
+        // Past it, the next return (after a second) drops a and b, and their keys.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let (d, _pd) = sender().await;
+        pool.put_idle(key("d"), d, Limit::new(0.into()));
+        assert_eq!(pool.idle_counts(), (2, 2));
+        assert!(pool.take_idle(&key("a")).is_none());
+        assert!(pool.take_idle(&key("c")).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_connections_are_swept() {
+        let pool = Pool::new(8, Duration::from_secs(60));
+        let (a, peer) = sender().await;
+        pool.put_idle(key("a"), a, Limit::new(0.into()));
+        drop(peer);
+        // Let the connection task see the pipe close.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(SWEEP_EVERY).await;
+        let (b, _pb) = sender().await;
+        pool.put_idle(key("b"), b, Limit::new(0.into()));
+        assert_eq!(pool.idle_counts(), (1, 1));
     }
 }
