@@ -72,6 +72,9 @@ pub struct ClusterStatus {
 pub enum MemberChangeError {
     #[error("{0}")]
     Invalid(String),
+    /// Another membership change is running on this node; retrying later can succeed.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Write(#[from] WriteError),
 }

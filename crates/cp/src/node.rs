@@ -384,7 +384,7 @@ impl RaftNode {
     /// each pass [`Self::require_leader`] before the other's change lands.
     fn one_member_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, MemberChangeError> {
         self.member_change.try_lock().map_err(|_| {
-            MemberChangeError::Invalid(
+            MemberChangeError::Busy(
                 "another membership change is running on this node; retry once it has finished"
                     .into(),
             )

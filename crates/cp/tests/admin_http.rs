@@ -882,6 +882,23 @@ async fn clustering_control_planes() {
         (400, json!({"message": "node 4 is already a member"}))
     );
 
+    *srv.backend.member_error.lock().unwrap() = Some(MemberChangeError::Busy(
+        "another membership change is running on this node".into(),
+    ));
+    let r = srv
+        .post(
+            "/clustering/control-planes",
+            json!({"id": 4, "address": "10.0.0.4:8007"}),
+        )
+        .await;
+    assert_eq!(
+        r.sj(),
+        (
+            409,
+            json!({"message": "another membership change is running on this node"})
+        )
+    );
+
     let r = srv.delete("/clustering/control-planes/4").await;
     assert_eq!(r.sj(), (200, serde_json::to_value(&status).unwrap()));
     *srv.backend.member_error.lock().unwrap() =
@@ -897,6 +914,7 @@ async fn clustering_control_planes() {
     assert_eq!(
         *srv.backend.member_calls.lock().unwrap(),
         [
+            "add 4 10.0.0.4:8007",
             "add 4 10.0.0.4:8007",
             "add 4 10.0.0.4:8007",
             "remove 4",

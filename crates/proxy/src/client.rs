@@ -445,12 +445,17 @@ mod tests {
     async fn closed_connections_are_swept() {
         let pool = Pool::new(8, Duration::from_secs(60));
         let (a, peer) = sender().await;
-        pool.put_idle(key("a"), a, Limit::new(0.into()));
         drop(peer);
-        // Let the connection task see the pipe close.
-        for _ in 0..10 {
+        // Until the connection task has seen the pipe close; bounded, since with paused
+        // time a busy loop would never let a timeout fire.
+        for _ in 0..1000 {
+            if a.is_closed() {
+                break;
+            }
             tokio::task::yield_now().await;
         }
+        assert!(a.is_closed(), "the sender sees its connection close");
+        pool.put_idle(key("a"), a, Limit::new(0.into()));
         tokio::time::advance(SWEEP_EVERY).await;
         let (b, _pb) = sender().await;
         pool.put_idle(key("b"), b, Limit::new(0.into()));

@@ -97,6 +97,7 @@ impl Reply {
     pub fn member_change_error(e: &MemberChangeError) -> Self {
         match e {
             MemberChangeError::Invalid(m) => Self::bad_request(m.clone()),
+            MemberChangeError::Busy(m) => Self::message(StatusCode::CONFLICT, m.clone()),
             MemberChangeError::Write(w) => Self::write_error(w),
         }
     }
